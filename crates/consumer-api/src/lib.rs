@@ -1,1 +1,40 @@
-//! stub
+//! The shared vocabulary of `tiered-kafka`: what every consumer implementation
+//! speaks, and no implementation.
+//!
+//! - [`KafkaStreamConsumer`]: the trait services program against.
+//! - [`Message`], [`Headers`], [`Timestamp`]: deserialized records.
+//! - [`Serde`] with [`JsonSerde`], [`StringSerde`], [`BytesSerde`]: codecs.
+//! - [`ConsumerError`], [`ConfigError`]: errors as data.
+//! - [`ConsumerConfig`], [`ConsumerTier`]: configuration, and which consumer it picks.
+//!
+//! # Features
+//!
+//! - `yaml`: [`ConsumerConfig::from_yaml_str`] and
+//!   [`ConsumerConfig::from_yaml_file`] (pulls in `serde-saphyr`).
+//!
+//! # Example
+//!
+//! ```
+//! use consumer_api::{ConsumerConfig, ConsumerTier};
+//!
+//! let config = ConsumerConfig::new("localhost:9092", "my-group")
+//!     .with_tier(ConsumerTier::Standard)
+//!     .with_extra("statistics.interval.ms", "0");
+//! assert!(config.client_config().is_ok());
+//! ```
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+mod config;
+mod consumer;
+mod error;
+mod message;
+mod serde;
+#[cfg(feature = "yaml")]
+mod yaml;
+
+pub use crate::config::{AutoOffsetReset, ConsumerConfig, ConsumerTier, IsolationLevel};
+pub use crate::consumer::{KafkaStreamConsumer, MessageStream};
+pub use crate::error::{ConfigError, ConsumerError, PayloadPart};
+pub use crate::message::{Header, Headers, Message, Timestamp};
+pub use crate::serde::{BytesSerde, JsonSerde, Serde, SerdeError, StringSerde};
+pub use rdkafka::TopicPartitionList;

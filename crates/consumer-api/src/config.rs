@@ -1,0 +1,386 @@
+//! [`ConsumerConfig`]: what a service says about its consumer, and which one it gets.
+
+use std::collections::BTreeMap;
+
+use rdkafka::ClientConfig;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::error::ConfigError;
+
+/// Which consumer implementation, and in which performance tier.
+///
+/// In YAML: `performance_tier: "standard"`, `performance_tier: "dedicated"`,
+/// or `performance_tier: {buffered: {batch_size: 32}}`; leave the field out
+/// for the legacy `StreamConsumer`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConsumerTier {
+    /// One message per wake-up: lowest latency.
+    Standard,
+    /// Up to `batch_size` ready messages per wake-up: higher throughput at the
+    /// same latency under light traffic.
+    Buffered {
+        /// The most messages taken from librdkafka per wake-up; at least 1.
+        #[serde(deserialize_with = "batch_size_at_least_one")]
+        batch_size: usize,
+    },
+    /// A dedicated polling thread feeding a bounded channel: highest throughput.
+    Dedicated,
+}
+
+impl std::fmt::Display for ConsumerTier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsumerTier::Standard => f.write_str("standard"),
+            ConsumerTier::Buffered { batch_size } => write!(f, "buffered(batch_size={batch_size})"),
+            ConsumerTier::Dedicated => f.write_str("dedicated"),
+        }
+    }
+}
+
+fn batch_size_at_least_one<'de, D: Deserializer<'de>>(deserializer: D) -> Result<usize, D::Error> {
+    let batch_size = usize::deserialize(deserializer)?;
+    if batch_size == 0 {
+        return Err(serde::de::Error::invalid_value(
+            serde::de::Unexpected::Unsigned(0),
+            &"a batch_size of at least 1",
+        ));
+    }
+    Ok(batch_size)
+}
+
+/// Where a consumer group without a committed offset starts reading.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AutoOffsetReset {
+    /// From the oldest record still in the partition.
+    Earliest,
+    /// From the next record written after the consumer joins.
+    Latest,
+    /// Fail with an error instead of guessing.
+    Error,
+}
+
+impl AutoOffsetReset {
+    fn as_property(self) -> &'static str {
+        match self {
+            AutoOffsetReset::Earliest => "earliest",
+            AutoOffsetReset::Latest => "latest",
+            AutoOffsetReset::Error => "error",
+        }
+    }
+}
+
+/// Whether records of open and aborted transactions are delivered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IsolationLevel {
+    /// Only records of committed transactions (librdkafka's default).
+    ReadCommitted,
+    /// Every record, including those of aborted transactions.
+    ReadUncommitted,
+}
+
+impl IsolationLevel {
+    fn as_property(self) -> &'static str {
+        match self {
+            IsolationLevel::ReadCommitted => "read_committed",
+            IsolationLevel::ReadUncommitted => "read_uncommitted",
+        }
+    }
+}
+
+/// Everything needed to build a consumer, and which implementation to build.
+///
+/// Typed fields left at `None` keep librdkafka's default. Properties without
+/// a typed field go in [`extra`](Self::extra); a property set both ways is an
+/// error rather than one silently winning.
+///
+/// # Examples
+///
+/// ```
+/// use consumer_api::{ConsumerConfig, ConsumerTier};
+///
+/// let mut config = ConsumerConfig::new("localhost:9092", "billing");
+/// config.performance_tier = Some(ConsumerTier::Buffered { batch_size: 64 });
+/// config.session_timeout_ms = Some(10_000);
+/// config.extra.insert("statistics.interval.ms".into(), "5000".into());
+///
+/// let client = config.client_config().unwrap();
+/// assert_eq!(client.get("session.timeout.ms"), Some("10000"));
+///
+/// // The same property twice is refused, naming both places.
+/// config.extra.insert("session.timeout.ms".into(), "45000".into());
+/// let error = config.client_config().unwrap_err();
+/// assert!(error.to_string().contains("`session_timeout_ms` and extra property `session.timeout.ms`"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct ConsumerConfig {
+    /// Bootstrap brokers, `host:port[,host:port...]` (`bootstrap.servers`).
+    pub brokers: String,
+    /// The consumer group (`group.id`).
+    pub group_id: String,
+    /// Which implementation: `None` is the legacy `StreamConsumer`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub performance_tier: Option<ConsumerTier>,
+    /// `client.id`, shown in broker logs and metrics.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_id: Option<String>,
+    /// `auto.offset.reset`: where to start without a committed offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_offset_reset: Option<AutoOffsetReset>,
+    /// `enable.auto.commit`: commit stored offsets in the background. Only
+    /// offsets of messages the application has received are ever stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enable_auto_commit: Option<bool>,
+    /// `auto.commit.interval.ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_commit_interval_ms: Option<u64>,
+    /// `session.timeout.ms`: how long the group waits for a silent member.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session_timeout_ms: Option<u64>,
+    /// `heartbeat.interval.ms`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub heartbeat_interval_ms: Option<u64>,
+    /// `max.poll.interval.ms`: the longest the application may go between reads.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_poll_interval_ms: Option<u64>,
+    /// `fetch.min.bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_min_bytes: Option<u64>,
+    /// `fetch.max.bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_max_bytes: Option<u64>,
+    /// `fetch.wait.max.ms`: how long the broker may hold a fetch for `fetch.min.bytes`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_wait_max_ms: Option<u64>,
+    /// `max.partition.fetch.bytes` (alias `fetch.message.max.bytes`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_partition_fetch_bytes: Option<u64>,
+    /// `isolation.level`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isolation_level: Option<IsolationLevel>,
+    /// Any other librdkafka property, by its librdkafka name.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(deserialize_with = "scalar_map")]
+    pub extra: BTreeMap<String, String>,
+}
+
+/// librdkafka properties that mean the same thing under two names.
+const ALIASES: &[(&str, &str)] = &[
+    ("bootstrap.servers", "metadata.broker.list"),
+    ("max.partition.fetch.bytes", "fetch.message.max.bytes"),
+];
+
+/// Properties tiered-kafka sets itself, and why.
+const RESERVED: &[(&str, &str)] = &[(
+    "enable.auto.offset.store",
+    "tiered-kafka stores an offset only after the application has received its message",
+)];
+
+impl ConsumerConfig {
+    /// A configuration with the given brokers and group and librdkafka's
+    /// defaults for everything else; the legacy consumer unless
+    /// [`performance_tier`](Self::performance_tier) is set.
+    pub fn new(brokers: impl Into<String>, group_id: impl Into<String>) -> Self {
+        ConsumerConfig {
+            brokers: brokers.into(),
+            group_id: group_id.into(),
+            performance_tier: None,
+            client_id: None,
+            auto_offset_reset: None,
+            enable_auto_commit: None,
+            auto_commit_interval_ms: None,
+            session_timeout_ms: None,
+            heartbeat_interval_ms: None,
+            max_poll_interval_ms: None,
+            fetch_min_bytes: None,
+            fetch_max_bytes: None,
+            fetch_wait_max_ms: None,
+            max_partition_fetch_bytes: None,
+            isolation_level: None,
+            extra: BTreeMap::new(),
+        }
+    }
+
+    /// Sets the performance tier (builder style).
+    pub fn with_tier(mut self, tier: ConsumerTier) -> Self {
+        self.performance_tier = Some(tier);
+        self
+    }
+
+    /// Adds an extra librdkafka property (builder style).
+    pub fn with_extra(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
+        self.extra.insert(property.into(), value.into());
+        self
+    }
+
+    /// The typed fields as librdkafka properties: `(field, property, value)`.
+    fn typed_properties(&self) -> Vec<(&'static str, &'static str, String)> {
+        let mut properties = vec![
+            ("brokers", "bootstrap.servers", self.brokers.clone()),
+            ("group_id", "group.id", self.group_id.clone()),
+        ];
+        let mut set = |field, property, value: Option<String>| {
+            if let Some(value) = value {
+                properties.push((field, property, value));
+            }
+        };
+        set("client_id", "client.id", self.client_id.clone());
+        set(
+            "auto_offset_reset",
+            "auto.offset.reset",
+            self.auto_offset_reset.map(|v| v.as_property().to_owned()),
+        );
+        set(
+            "enable_auto_commit",
+            "enable.auto.commit",
+            self.enable_auto_commit.map(|v| v.to_string()),
+        );
+        let numbers = [
+            (
+                "auto_commit_interval_ms",
+                "auto.commit.interval.ms",
+                self.auto_commit_interval_ms,
+            ),
+            (
+                "session_timeout_ms",
+                "session.timeout.ms",
+                self.session_timeout_ms,
+            ),
+            (
+                "heartbeat_interval_ms",
+                "heartbeat.interval.ms",
+                self.heartbeat_interval_ms,
+            ),
+            (
+                "max_poll_interval_ms",
+                "max.poll.interval.ms",
+                self.max_poll_interval_ms,
+            ),
+            ("fetch_min_bytes", "fetch.min.bytes", self.fetch_min_bytes),
+            ("fetch_max_bytes", "fetch.max.bytes", self.fetch_max_bytes),
+            (
+                "fetch_wait_max_ms",
+                "fetch.wait.max.ms",
+                self.fetch_wait_max_ms,
+            ),
+            (
+                "max_partition_fetch_bytes",
+                "max.partition.fetch.bytes",
+                self.max_partition_fetch_bytes,
+            ),
+        ];
+        for (field, property, value) in numbers {
+            set(field, property, value.map(|v| v.to_string()));
+        }
+        set(
+            "isolation_level",
+            "isolation.level",
+            self.isolation_level.map(|v| v.as_property().to_owned()),
+        );
+        properties
+    }
+
+    /// Checks what can be checked without a broker.
+    ///
+    /// # Errors
+    ///
+    /// A [`ConfigError`] naming the first field at fault: empty `brokers` or
+    /// `group_id`, a `batch_size` of 0, a typed field and an `extra` property
+    /// setting the same librdkafka property, or an `extra` property that
+    /// tiered-kafka manages itself. Unknown librdkafka properties are reported
+    /// by librdkafka when the consumer is created.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        for (field, value) in [("brokers", &self.brokers), ("group_id", &self.group_id)] {
+            if value.trim().is_empty() {
+                return Err(ConfigError::Invalid {
+                    field: field.to_owned(),
+                    value: value.clone(),
+                    reason: "must not be empty".to_owned(),
+                });
+            }
+        }
+        if let Some(ConsumerTier::Buffered { batch_size: 0 }) = self.performance_tier {
+            return Err(ConfigError::Invalid {
+                field: "performance_tier.buffered.batch_size".to_owned(),
+                value: "0".to_owned(),
+                reason: "a batch holds at least 1 message".to_owned(),
+            });
+        }
+        for (property, reason) in RESERVED {
+            if self.extra.contains_key(*property) {
+                return Err(ConfigError::Reserved {
+                    property: (*property).to_owned(),
+                    reason: (*reason).to_owned(),
+                });
+            }
+        }
+        for (field, property, field_value) in self.typed_properties() {
+            let names = ALIASES
+                .iter()
+                .find(|(name, alias)| *name == property || *alias == property)
+                .map_or_else(|| vec![property], |(name, alias)| vec![*name, *alias]);
+            for name in names {
+                if let Some(extra_value) = self.extra.get(name) {
+                    return Err(ConfigError::Conflict {
+                        field: field.to_owned(),
+                        property: name.to_owned(),
+                        field_value,
+                        extra_value: extra_value.clone(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The librdkafka client configuration for this consumer: the typed
+    /// fields, the `extra` properties, and `enable.auto.offset.store=false`
+    /// (offsets are stored only for messages the application has received).
+    ///
+    /// # Errors
+    ///
+    /// What [`validate`](Self::validate) finds.
+    pub fn client_config(&self) -> Result<ClientConfig, ConfigError> {
+        self.validate()?;
+        let mut client = ClientConfig::new();
+        for (_, property, value) in self.typed_properties() {
+            client.set(property, value);
+        }
+        for (property, value) in &self.extra {
+            client.set(property, value);
+        }
+        client.set("enable.auto.offset.store", "false");
+        Ok(client)
+    }
+}
+
+/// `extra` values may be written as YAML strings, numbers or booleans.
+fn scalar_map<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> Result<BTreeMap<String, String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Integer(i64),
+        Float(f64),
+        Bool(bool),
+    }
+    let map = BTreeMap::<String, Scalar>::deserialize(deserializer)?;
+    Ok(map
+        .into_iter()
+        .map(|(key, value)| {
+            let value = match value {
+                Scalar::Text(text) => text,
+                Scalar::Integer(n) => n.to_string(),
+                Scalar::Float(x) => x.to_string(),
+                Scalar::Bool(b) => b.to_string(),
+            };
+            (key, value)
+        })
+        .collect())
+}

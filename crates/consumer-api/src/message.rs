@@ -1,0 +1,416 @@
+//! Deserialized Kafka records: [`Message`], its [`Timestamp`] and its [`Headers`].
+
+use std::str::Utf8Error;
+
+use crate::error::{ConsumerError, PayloadPart};
+use crate::serde::{Serde, SerdeError};
+
+/// One Kafka record, with its key and value deserialized.
+///
+/// A record without a value (a *tombstone*, as written by compacted topics to
+/// delete a key) is a `Message` whose `value` is `None`; it is never an error.
+///
+/// # Examples
+///
+/// ```
+/// use consumer_api::{Headers, Message, Timestamp};
+///
+/// let message: Message<String, String> = Message {
+///     topic: "orders".to_owned(),
+///     partition: 2,
+///     offset: 41,
+///     timestamp: Timestamp::CreateTime(1_700_000_000_000),
+///     key: Some("order-7".to_owned()),
+///     value: None, // a tombstone
+///     headers: Headers::new(),
+/// };
+/// assert!(message.is_tombstone());
+/// assert_eq!(message.to_string(), "orders/2@41");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message<K, V> {
+    /// The topic the record was read from.
+    pub topic: String,
+    /// The partition the record was read from.
+    pub partition: i32,
+    /// The record's offset within its partition.
+    pub offset: i64,
+    /// When the record was created or appended to the log, if the broker says.
+    pub timestamp: Timestamp,
+    /// The deserialized key; `None` when the record has no key.
+    pub key: Option<K>,
+    /// The deserialized value; `None` for a tombstone.
+    pub value: Option<V>,
+    /// The record's headers, in the order they were written.
+    pub headers: Headers,
+}
+
+impl<K, V> Message<K, V> {
+    /// Decodes a record handed out by rdkafka, deserializing its key and value.
+    ///
+    /// A missing key or value stays `None`; a present one (even empty) goes
+    /// through its serde. A serde failure becomes
+    /// [`ConsumerError::Deserialize`] naming the record and keeping its bytes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Deserialize`] when the key or the value cannot be
+    /// deserialized.
+    pub fn from_kafka<M, KS, VS>(
+        record: &M,
+        key_serde: &KS,
+        value_serde: &VS,
+    ) -> Result<Self, ConsumerError>
+    where
+        M: rdkafka::Message,
+        KS: Serde<K> + ?Sized,
+        VS: Serde<V> + ?Sized,
+    {
+        let key =
+            match record.key() {
+                Some(bytes) => Some(key_serde.deserialize(bytes).map_err(|source| {
+                    deserialize_error(record, PayloadPart::Key, bytes, source)
+                })?),
+                None => None,
+            };
+        let value =
+            match record.payload() {
+                Some(bytes) => Some(value_serde.deserialize(bytes).map_err(|source| {
+                    deserialize_error(record, PayloadPart::Value, bytes, source)
+                })?),
+                None => None,
+            };
+        Ok(Message {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+            timestamp: record.timestamp().into(),
+            key,
+            value,
+            headers: record
+                .headers()
+                .map(Headers::from_kafka)
+                .unwrap_or_default(),
+        })
+    }
+
+    /// Whether this record is a tombstone: it has no value.
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+}
+
+fn deserialize_error<M: rdkafka::Message>(
+    record: &M,
+    part: PayloadPart,
+    bytes: &[u8],
+    source: SerdeError,
+) -> ConsumerError {
+    ConsumerError::Deserialize {
+        topic: record.topic().to_owned(),
+        partition: record.partition(),
+        offset: record.offset(),
+        part,
+        raw: bytes.to_vec(),
+        source,
+    }
+}
+
+impl<K, V> std::fmt::Display for Message<K, V> {
+    /// Formats the record's coordinates as `topic/partition@offset`.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}@{}", self.topic, self.partition, self.offset)
+    }
+}
+
+/// A record's timestamp and what it means.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Timestamp {
+    /// The broker gave no timestamp.
+    NotAvailable,
+    /// Milliseconds since the Unix epoch, set by the producer.
+    CreateTime(i64),
+    /// Milliseconds since the Unix epoch, set by the broker when it appended the record.
+    LogAppendTime(i64),
+}
+
+impl Timestamp {
+    /// The timestamp in milliseconds since the Unix epoch, whatever its kind.
+    pub fn millis(self) -> Option<i64> {
+        match self {
+            Timestamp::NotAvailable => None,
+            Timestamp::CreateTime(ms) | Timestamp::LogAppendTime(ms) => Some(ms),
+        }
+    }
+}
+
+impl From<rdkafka::Timestamp> for Timestamp {
+    fn from(timestamp: rdkafka::Timestamp) -> Self {
+        match timestamp {
+            rdkafka::Timestamp::NotAvailable => Timestamp::NotAvailable,
+            rdkafka::Timestamp::CreateTime(ms) => Timestamp::CreateTime(ms),
+            rdkafka::Timestamp::LogAppendTime(ms) => Timestamp::LogAppendTime(ms),
+        }
+    }
+}
+
+/// One record header: a key and an optional byte value.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Header {
+    key: String,
+    value: Option<Vec<u8>>,
+}
+
+impl Header {
+    /// A header with the given key and value (`None` is a null value).
+    pub fn new(key: impl Into<String>, value: Option<impl Into<Vec<u8>>>) -> Self {
+        Header {
+            key: key.into(),
+            value: value.map(Into::into),
+        }
+    }
+
+    /// The header's key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// The header's value as the bytes that were written; `None` for a null value.
+    pub fn value(&self) -> Option<&[u8]> {
+        self.value.as_deref()
+    }
+
+    /// The header's value as UTF-8 text; `Ok(None)` for a null value.
+    ///
+    /// # Errors
+    ///
+    /// The [`Utf8Error`] when the value is not valid UTF-8; [`Header::value`]
+    /// still has the bytes.
+    pub fn value_str(&self) -> Result<Option<&str>, Utf8Error> {
+        self.value.as_deref().map(std::str::from_utf8).transpose()
+    }
+}
+
+/// A record's headers: ordered, with duplicate keys and byte values kept as written.
+///
+/// # Examples
+///
+/// ```
+/// use consumer_api::{Header, Headers};
+///
+/// let headers: Headers = [
+///     Header::new("trace", Some("a")),
+///     Header::new("retry", Some(vec![0xff])),
+///     Header::new("trace", Some("b")),
+/// ]
+/// .into_iter()
+/// .collect();
+///
+/// let traces: Vec<_> = headers.get_all("trace").map(|h| h.value_str().unwrap()).collect();
+/// assert_eq!(traces, [Some("a"), Some("b")]);
+/// assert_eq!(headers.get("retry").unwrap().value(), Some(&[0xff][..]));
+/// assert!(headers.get("retry").unwrap().value_str().is_err());
+/// ```
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Headers(Vec<Header>);
+
+impl Headers {
+    /// No headers.
+    pub fn new() -> Self {
+        Headers(Vec::new())
+    }
+
+    /// Copies the headers of a record handed out by rdkafka.
+    pub fn from_kafka<H: rdkafka::message::Headers>(headers: &H) -> Self {
+        Headers(
+            headers
+                .iter()
+                .map(|header| Header {
+                    key: header.key.to_owned(),
+                    value: header.value.map(<[u8]>::to_vec),
+                })
+                .collect(),
+        )
+    }
+
+    /// Appends a header after the existing ones.
+    pub fn push(&mut self, header: Header) {
+        self.0.push(header);
+    }
+
+    /// The first header with this key.
+    pub fn get(&self, key: &str) -> Option<&Header> {
+        self.0.iter().find(|header| header.key == key)
+    }
+
+    /// Every header with this key, in order.
+    pub fn get_all<'a>(&'a self, key: &'a str) -> impl Iterator<Item = &'a Header> + 'a {
+        self.0.iter().filter(move |header| header.key == key)
+    }
+
+    /// All headers, in order.
+    pub fn iter(&self) -> std::slice::Iter<'_, Header> {
+        self.0.iter()
+    }
+
+    /// The number of headers, duplicates included.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are no headers.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl FromIterator<Header> for Headers {
+    fn from_iter<I: IntoIterator<Item = Header>>(iter: I) -> Self {
+        Headers(iter.into_iter().collect())
+    }
+}
+
+impl<'a> IntoIterator for &'a Headers {
+    type Item = &'a Header;
+    type IntoIter = std::slice::Iter<'a, Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.iter()
+    }
+}
+
+impl IntoIterator for Headers {
+    type Item = Header;
+    type IntoIter = std::vec::IntoIter<Header>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::message::{Header as KafkaHeader, OwnedHeaders, OwnedMessage};
+
+    use super::*;
+    use crate::serde::{JsonSerde, StringSerde};
+
+    fn record(
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: Option<OwnedHeaders>,
+    ) -> OwnedMessage {
+        OwnedMessage::new(
+            value.map(<[u8]>::to_vec),
+            key.map(<[u8]>::to_vec),
+            "orders".to_owned(),
+            rdkafka::Timestamp::LogAppendTime(17),
+            3,
+            99,
+            headers,
+        )
+    }
+
+    #[test]
+    fn decodes_key_value_headers_and_coordinates() {
+        let headers = OwnedHeaders::new()
+            .insert(KafkaHeader {
+                key: "a",
+                value: Some(&[0xff, 0x00][..]),
+            })
+            .insert(KafkaHeader {
+                key: "a",
+                value: None::<&[u8]>,
+            })
+            .insert(KafkaHeader {
+                key: "b",
+                value: Some("text"),
+            });
+        let message: Message<String, u32> = Message::from_kafka(
+            &record(Some(b"k"), Some(b"42"), Some(headers)),
+            &StringSerde,
+            &JsonSerde,
+        )
+        .expect("valid record");
+        assert_eq!(
+            (message.topic.as_str(), message.partition, message.offset),
+            ("orders", 3, 99)
+        );
+        assert_eq!(message.timestamp, Timestamp::LogAppendTime(17));
+        assert_eq!(message.key.as_deref(), Some("k"));
+        assert_eq!(message.value, Some(42));
+        let keys: Vec<_> = message.headers.iter().map(Header::key).collect();
+        assert_eq!(keys, ["a", "a", "b"]);
+        assert_eq!(
+            message.headers.get("a").and_then(Header::value),
+            Some(&[0xff, 0x00][..])
+        );
+        assert!(
+            message
+                .headers
+                .get("a")
+                .map(Header::value_str)
+                .is_some_and(|r| r.is_err())
+        );
+        assert_eq!(
+            message.headers.get_all("a").nth(1).map(Header::value),
+            Some(None)
+        );
+        assert_eq!(
+            message.headers.get("b").map(Header::value_str),
+            Some(Ok(Some("text")))
+        );
+    }
+
+    #[test]
+    fn missing_value_is_a_tombstone_not_an_error() {
+        let message: Message<String, u32> =
+            Message::from_kafka(&record(Some(b"k"), None, None), &StringSerde, &JsonSerde)
+                .expect("tombstone");
+        assert!(message.is_tombstone());
+        assert!(message.headers.is_empty());
+    }
+
+    #[test]
+    fn bad_value_names_the_record_and_keeps_the_bytes() {
+        let error = Message::<String, u32>::from_kafka(
+            &record(Some(b"k"), Some(b"{oops"), None),
+            &StringSerde,
+            &JsonSerde,
+        )
+        .unwrap_err();
+        let text = error.to_string();
+        assert!(
+            text.contains("value of the record at orders/3@99"),
+            "{text}"
+        );
+        match error {
+            ConsumerError::Deserialize {
+                part, raw, offset, ..
+            } => {
+                assert_eq!(
+                    (part, raw.as_slice(), offset),
+                    (PayloadPart::Value, &b"{oops"[..], 99)
+                );
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_key_is_reported_as_the_key() {
+        let error = Message::<String, u32>::from_kafka(
+            &record(Some(&[0xc3, 0x28]), Some(b"1"), None),
+            &StringSerde,
+            &JsonSerde,
+        )
+        .unwrap_err();
+        assert!(matches!(
+            error,
+            ConsumerError::Deserialize {
+                part: PayloadPart::Key,
+                ..
+            }
+        ));
+    }
+}

@@ -1,0 +1,157 @@
+//! Codecs between Kafka's bytes and the application's types.
+//!
+//! [`Serde`] is the one trait a consumer needs; [`JsonSerde`],
+//! [`StringSerde`] and [`BytesSerde`] cover the common cases.
+//!
+//! # Writing your own (Avro, Protobuf, ...)
+//!
+//! A codec is any `Send + Sync` type implementing [`Serde`]. An Avro codec
+//! would hold its schema and call `apache_avro::from_avro_datum`; a Protobuf
+//! one would call `prost::Message::decode`. The shape is always the same, as
+//! in this codec for a fixed-width big-endian reading:
+//!
+//! ```
+//! use consumer_api::{Serde, SerdeError};
+//!
+//! /// A temperature in hundredths of a degree, written as 4 big-endian bytes.
+//! struct CentiCelsius;
+//!
+//! impl Serde<i32> for CentiCelsius {
+//!     fn serialize(&self, value: &i32) -> Result<Vec<u8>, SerdeError> {
+//!         Ok(value.to_be_bytes().to_vec())
+//!     }
+//!
+//!     fn deserialize(&self, bytes: &[u8]) -> Result<i32, SerdeError> {
+//!         let bytes: [u8; 4] = bytes
+//!             .try_into()
+//!             .map_err(|_| SerdeError::msg(format!("expected 4 bytes, got {}", bytes.len())))?;
+//!         Ok(i32::from_be_bytes(bytes))
+//!     }
+//! }
+//!
+//! assert_eq!(CentiCelsius.deserialize(&[0, 0, 8, 52]).unwrap(), 2100);
+//! assert!(CentiCelsius.deserialize(b"hot").is_err());
+//! ```
+
+use std::error::Error as StdError;
+
+/// Serializes and deserializes values of type `T` to and from Kafka's bytes.
+///
+/// Consumers only call [`Serde::deserialize`]; `serialize` is there so the
+/// same codec serves producers and tests.
+pub trait Serde<T>: Send + Sync {
+    /// Turns a value into bytes.
+    ///
+    /// # Errors
+    ///
+    /// A [`SerdeError`] saying why the value cannot be written.
+    fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError>;
+
+    /// Turns bytes read from Kafka into a value.
+    ///
+    /// # Errors
+    ///
+    /// A [`SerdeError`] saying why the bytes are not a valid `T`.
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError>;
+}
+
+impl<T, S: Serde<T> + ?Sized> Serde<T> for Box<S> {
+    fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError> {
+        (**self).serialize(value)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
+        (**self).deserialize(bytes)
+    }
+}
+
+/// Why a [`Serde`] could not convert a value; wraps the codec's own error.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct SerdeError(Box<dyn StdError + Send + Sync>);
+
+impl SerdeError {
+    /// Wraps a codec's error.
+    pub fn new(error: impl Into<Box<dyn StdError + Send + Sync>>) -> Self {
+        SerdeError(error.into())
+    }
+
+    /// An error with just a message.
+    pub fn msg(message: impl Into<String>) -> Self {
+        SerdeError(message.into().into())
+    }
+
+    /// The codec's own error, for downcasting.
+    pub fn inner(&self) -> &(dyn StdError + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+/// JSON through `serde_json`, for any `T: Serialize + DeserializeOwned`.
+///
+/// ```
+/// use consumer_api::{JsonSerde, Serde};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// struct Order { id: u32 }
+///
+/// let order: Order = JsonSerde.deserialize(br#"{"id": 7}"#).unwrap();
+/// assert_eq!(order, Order { id: 7 });
+/// let error = Serde::<Order>::deserialize(&JsonSerde, br#"{"id": "seven"}"#).unwrap_err();
+/// assert!(error.to_string().contains("invalid type"));
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct JsonSerde;
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for JsonSerde {
+    fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError> {
+        serde_json::to_vec(value).map_err(SerdeError::new)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
+        serde_json::from_slice(bytes).map_err(SerdeError::new)
+    }
+}
+
+/// UTF-8 text; invalid UTF-8 is an error, never replaced.
+///
+/// ```
+/// use consumer_api::{Serde, StringSerde};
+///
+/// assert_eq!(StringSerde.deserialize(b"hello").unwrap(), "hello");
+/// assert!(StringSerde.deserialize(&[0xc3, 0x28]).is_err());
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct StringSerde;
+
+impl Serde<String> for StringSerde {
+    fn serialize(&self, value: &String) -> Result<Vec<u8>, SerdeError> {
+        Ok(value.as_bytes().to_vec())
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<String, SerdeError> {
+        std::str::from_utf8(bytes)
+            .map(str::to_owned)
+            .map_err(SerdeError::new)
+    }
+}
+
+/// The bytes as they are.
+///
+/// ```
+/// use consumer_api::{BytesSerde, Serde};
+///
+/// assert_eq!(BytesSerde.deserialize(&[0, 159, 146]).unwrap(), vec![0, 159, 146]);
+/// ```
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BytesSerde;
+
+impl Serde<Vec<u8>> for BytesSerde {
+    fn serialize(&self, value: &Vec<u8>) -> Result<Vec<u8>, SerdeError> {
+        Ok(value.clone())
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<Vec<u8>, SerdeError> {
+        Ok(bytes.to_vec())
+    }
+}
