@@ -2,10 +2,12 @@
 
 use std::collections::BTreeMap;
 
-use rdkafka::ClientConfig;
+use rdkafka::config::FromClientConfigAndContext;
+use rdkafka::error::KafkaError;
+use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::error::ConfigError;
+use crate::error::{ConfigError, ConsumerError};
 
 /// Which consumer implementation, and in which performance tier.
 ///
@@ -355,6 +357,35 @@ impl ConsumerConfig {
         }
         client.set("enable.auto.offset.store", "false");
         Ok(client)
+    }
+}
+
+impl ConsumerConfig {
+    /// Creates an rdkafka client (a `BaseConsumer` or `StreamConsumer`) with
+    /// this configuration and the given context.
+    ///
+    /// # Errors
+    ///
+    /// What [`validate`](Self::validate) finds; a property librdkafka rejects
+    /// (unknown name, bad value) as [`ConfigError::Invalid`] naming it; any
+    /// other failure to create the client as [`ConsumerError::Kafka`].
+    pub fn create_with_context<C, T>(&self, context: C) -> Result<T, ConsumerError>
+    where
+        C: ClientContext,
+        T: FromClientConfigAndContext<C>,
+    {
+        self.client_config()?
+            .create_with_context(context)
+            .map_err(|error| match error {
+                KafkaError::ClientConfig(_, reason, property, value) => {
+                    ConsumerError::Config(ConfigError::Invalid {
+                        field: property,
+                        value,
+                        reason,
+                    })
+                }
+                other => ConsumerError::Kafka(other),
+            })
     }
 }
 

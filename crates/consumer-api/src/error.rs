@@ -49,6 +49,14 @@ pub enum ConsumerError {
     #[error("no message arrived within {0:?}")]
     Timeout(Duration),
 
+    /// The caller used the API in a way it does not allow.
+    #[error("misuse: {0}")]
+    Misuse(String),
+
+    /// A thread or file operation failed.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+
     /// The consumer was closed; it delivers nothing more.
     #[error("the consumer is closed")]
     Closed,

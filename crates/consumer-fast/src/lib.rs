@@ -1,1 +1,63 @@
-//! Not built yet: see the project's issues.
+//! A Kafka consumer on rdkafka's `BaseConsumer`, in three performance tiers.
+//!
+//! [`Consumer`] hands out deserialized [`Message`](consumer_api::Message)s
+//! through one of three streams, each a `futures_core::Stream`:
+//!
+//! - [`Consumer::stream`] → [`KafkaStream`] (Standard): one message per
+//!   wake-up, lowest latency.
+//! - [`Consumer::buffered_stream`] → [`BufferedKafkaStream`] (Buffered): up to
+//!   `batch_size` ready messages per wake-up, fewer wake-ups under load.
+//! - [`Consumer::dedicated_stream`] → [`DedicatedKafkaStream`] (Dedicated): a
+//!   polling thread deserializes ahead of the application, into a bounded
+//!   channel.
+//!
+//! Whatever the tier:
+//!
+//! - **No busy waiting.** Streams are woken by librdkafka's queue non-empty
+//!   callback; `poll_next` never blocks and never wakes itself in a loop.
+//! - **At-least-once.** An offset is recorded only when its message is handed
+//!   to the application; [`Consumer::commit`] commits exactly those. On
+//!   revocation they are committed before the partition goes, and messages
+//!   of it still buffered are dropped (the new owner reads them).
+//! - **Bad data is per message.** A key or value that cannot be deserialized
+//!   comes out as [`ConsumerError::Deserialize`](consumer_api::ConsumerError::Deserialize)
+//!   for that message, and the stream goes on.
+//!
+//! This crate depends only on `consumer-api`: use it alone, or through
+//! `consumer-factory` to pick the tier by configuration.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use consumer_api::{BytesSerde, ConsumerConfig, StringSerde};
+//! use consumer_fast::Consumer;
+//! use futures_util::StreamExt;
+//!
+//! # async fn run() -> Result<(), consumer_api::ConsumerError> {
+//! let consumer = Arc::new(Consumer::<String, Vec<u8>>::with_config(
+//!     ConsumerConfig::new("localhost:9092", "ingest"),
+//!     Box::new(StringSerde),
+//!     Box::new(BytesSerde),
+//! )?);
+//! consumer.subscribe(&["events"])?;
+//! let mut messages = consumer.dedicated_stream()?;
+//! while let Some(message) = messages.next().await.transpose()? {
+//!     println!("{message}");
+//! }
+//! # Ok(()) }
+//! ```
+
+mod consumer;
+mod context;
+mod dedicated;
+mod offsets;
+mod queue;
+mod stream;
+mod tiered;
+
+pub use crate::consumer::Consumer;
+pub use crate::context::FastContext;
+pub use crate::dedicated::DedicatedKafkaStream;
+pub use crate::stream::{BufferedKafkaStream, KafkaStream};
+pub use crate::tiered::TieredConsumer;

@@ -1,0 +1,486 @@
+//! [`Consumer`]: a `BaseConsumer` that hands out deserialized messages.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::{Duration, Instant};
+
+use atomic_waker::AtomicWaker;
+use consumer_api::{
+    ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message, MessageStream, Serde,
+};
+use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerGroupMetadata};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::util::Timeout;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::context::FastContext;
+use crate::offsets::{Delivery, OffsetBook};
+use crate::queue::QueueHandle;
+use crate::stream::{BufferedKafkaStream, KafkaStream};
+
+/// A message (or per-message error) polled from librdkafka, tagged with the
+/// offset book's generation at poll time.
+pub(crate) struct Polled<K, V> {
+    pub(crate) generation: u64,
+    pub(crate) result: Result<Message<K, V>, ConsumerError>,
+}
+
+impl<K, V> Polled<K, V> {
+    /// The record this item is about, if it is about one.
+    pub(crate) fn coordinates(&self) -> Option<(&str, i32, i64)> {
+        match &self.result {
+            Ok(message) => Some((&message.topic, message.partition, message.offset)),
+            Err(ConsumerError::Deserialize {
+                topic,
+                partition,
+                offset,
+                ..
+            }) => Some((topic, *partition, *offset)),
+            Err(_) => None,
+        }
+    }
+}
+
+/// A Kafka consumer on rdkafka's `BaseConsumer`, read through one of three
+/// performance tiers:
+///
+/// | tier | method | what it does |
+/// |---|---|---|
+/// | Standard | [`stream`](Self::stream) | one message per wake-up: lowest latency |
+/// | Buffered | [`buffered_stream`](Self::buffered_stream) | up to `batch_size` ready messages per wake-up |
+/// | Dedicated | [`dedicated_stream`](Self::dedicated_stream) | a polling thread feeding a bounded channel |
+///
+/// Every tier wakes up only when librdkafka has something for it: an idle
+/// consumer costs no CPU. Every tier keeps the same promise on offsets: an
+/// offset is recorded only when its message is handed to the application, and
+/// [`commit`](Self::commit) commits exactly those, never a buffered message.
+///
+/// Read through one stream (or `poll_blocking` / `try_poll`) at a time: two
+/// readers would share the messages between them.
+///
+/// # Examples
+///
+/// ```no_run
+/// use consumer_api::{ConsumerConfig, JsonSerde, StringSerde};
+/// use consumer_fast::Consumer;
+/// use futures_util::StreamExt;
+///
+/// # async fn run() -> Result<(), consumer_api::ConsumerError> {
+/// let consumer: Consumer<String, serde_json::Value> = Consumer::with_config(
+///     ConsumerConfig::new("localhost:9092", "billing"),
+///     Box::new(StringSerde),
+///     Box::new(JsonSerde),
+/// )?;
+/// consumer.subscribe(&["orders"])?;
+/// let mut messages = consumer.buffered_stream(64);
+/// while let Some(result) = messages.next().await {
+///     match result {
+///         Ok(message) => println!("{message}: {:?}", message.value),
+///         Err(error) => eprintln!("skipping: {error}"),
+///     }
+/// }
+/// consumer.commit()?;
+/// # Ok(()) }
+/// ```
+pub struct Consumer<K, V> {
+    // Declared before `base`: this queue reference must be released before the
+    // client is destroyed.
+    queue: QueueHandle,
+    pub(crate) base: BaseConsumer<FastContext>,
+    pub(crate) waker: Arc<AtomicWaker>,
+    pub(crate) book: Arc<OffsetBook>,
+    key_serde: Box<dyn Serde<K>>,
+    value_serde: Box<dyn Serde<V>>,
+    pub(crate) dedicated_running: AtomicBool,
+}
+
+impl<K, V> std::fmt::Debug for Consumer<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Consumer")
+            .field("book", &self.book)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many operations a refill may serve without finding either a message or
+/// an empty queue before it yields to the executor once.
+const MAX_EVENTS_PER_REFILL: usize = 1024;
+
+impl<K, V> Consumer<K, V> {
+    /// Wraps a `BaseConsumer` built with [`FastContext`].
+    ///
+    /// Build it with `enable.auto.offset.store=false` (as
+    /// [`with_config`](Self::with_config) does): otherwise librdkafka stores
+    /// offsets when messages are polled, before the application has them.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Config`] when the consumer has no `group.id`.
+    pub fn new(
+        mut base: BaseConsumer<FastContext>,
+        key_serde: Box<dyn Serde<K>>,
+        value_serde: Box<dyn Serde<V>>,
+    ) -> Result<Self, ConsumerError> {
+        let queue = QueueHandle::of(&base).ok_or_else(|| {
+            ConsumerError::Config(consumer_api::ConfigError::Invalid {
+                field: "group.id".to_owned(),
+                value: String::new(),
+                reason: "the fast consumer needs a consumer group".to_owned(),
+            })
+        })?;
+        let waker = Arc::new(AtomicWaker::new());
+        let wake = Arc::clone(&waker);
+        base.set_nonempty_callback(move || wake.wake());
+        let book = Arc::clone(&base.context().book);
+        Ok(Consumer {
+            queue,
+            base,
+            waker,
+            book,
+            key_serde,
+            value_serde,
+            dedicated_running: AtomicBool::new(false),
+        })
+    }
+
+    /// Builds a consumer from a [`ConsumerConfig`]; its `performance_tier` is
+    /// ignored here (pick the tier by the stream you open).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Config`] for an invalid configuration, naming the
+    /// field or librdkafka property; [`ConsumerError::Kafka`] when librdkafka
+    /// cannot create the client.
+    pub fn with_config(
+        config: ConsumerConfig,
+        key_serde: Box<dyn Serde<K>>,
+        value_serde: Box<dyn Serde<V>>,
+    ) -> Result<Self, ConsumerError> {
+        let base = config.create_with_context(FastContext::new())?;
+        Self::new(base, key_serde, value_serde)
+    }
+
+    /// Builds a consumer for `brokers` in `group_id` with librdkafka's defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_config`](Self::with_config).
+    pub fn from_brokers(
+        brokers: &str,
+        group_id: &str,
+        key_serde: Box<dyn Serde<K>>,
+        value_serde: Box<dyn Serde<V>>,
+    ) -> Result<Self, ConsumerError> {
+        Self::with_config(ConsumerConfig::new(brokers, group_id), key_serde, value_serde)
+    }
+
+    /// Subscribes to `topics`, replacing any earlier subscription.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses the subscription.
+    pub fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
+        Ok(self.base.subscribe(topics)?)
+    }
+
+    /// Commits, synchronously, the offsets of every message handed to the
+    /// application so far (and of every message whose deserialization error
+    /// was handed out). Messages still buffered by a stream are not covered.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker refuses the commit or cannot
+    /// be reached. Nothing to commit is not an error.
+    pub fn commit(&self) -> Result<(), ConsumerError> {
+        let offsets = self.book.snapshot();
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        self.store(&offsets);
+        match self.base.commit(&offsets, CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Hands librdkafka the recorded offsets, so that its auto-commit (when
+    /// enabled) and its commit on close cover what the application has seen.
+    pub(crate) fn store_recorded_offsets(&self) {
+        let offsets = self.book.snapshot();
+        if offsets.count() > 0 {
+            self.store(&offsets);
+        }
+    }
+
+    fn store(&self, offsets: &TopicPartitionList) {
+        // Storing fails for partitions no longer assigned; their offsets were
+        // committed when they were revoked.
+        if let Err(error) = self.base.store_offsets(offsets) {
+            tracing::debug!(%error, "some offsets could not be stored");
+        }
+    }
+
+    /// The position of each assigned partition: the offset of the next message
+    /// the application will be handed (`Offset::Invalid` where it has been
+    /// handed none yet).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
+    pub fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
+        let assignment = self.base.assignment()?;
+        let mut positions = TopicPartitionList::with_capacity(assignment.count());
+        for element in assignment.elements() {
+            let offset = self
+                .book
+                .position(element.topic(), element.partition())
+                .map_or(Offset::Invalid, Offset::Offset);
+            positions.add_partition_offset(element.topic(), element.partition(), offset)?;
+        }
+        Ok(positions)
+    }
+
+    /// Waits up to `timeout` for the next message.
+    ///
+    /// This blocks the calling thread: call it from a thread of your own or
+    /// `spawn_blocking`, never from an async task.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Timeout`] when nothing arrived in time;
+    /// [`ConsumerError::Deserialize`] for a message that cannot be
+    /// deserialized (it counts as delivered); [`ConsumerError::Kafka`] for an
+    /// error librdkafka reports.
+    pub fn poll_blocking(&self, timeout: Duration) -> Result<Message<K, V>, ConsumerError> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            let generation = self.book.generation();
+            if let Some(result) = self.base.poll(remaining) {
+                let polled = self.decode(generation, result);
+                if let Some(result) = self.hand_out(polled) {
+                    return result;
+                }
+            } else if remaining.is_zero() {
+                return Err(ConsumerError::Timeout(timeout));
+            }
+        }
+    }
+
+    /// The next message if one is ready now, without waiting.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_blocking`](Self::poll_blocking), without the timeout.
+    pub fn try_poll(&self) -> Result<Option<Message<K, V>>, ConsumerError> {
+        let mut ready = VecDeque::with_capacity(1);
+        while self.refill(&mut ready, 1) > 0 {
+            if let Some(result) = ready.pop_front().and_then(|polled| self.hand_out(polled)) {
+                return result.map(Some);
+            }
+        }
+        Ok(None)
+    }
+
+    /// The Standard tier: a stream handing out one message per wake-up.
+    pub fn stream(&self) -> KafkaStream<'_, K, V> {
+        KafkaStream::new(self)
+    }
+
+    /// The Buffered tier: a stream taking up to `batch_size` ready messages
+    /// from librdkafka per wake-up (a `batch_size` of 0 counts as 1). It never
+    /// waits for a batch to fill.
+    pub fn buffered_stream(&self, batch_size: usize) -> BufferedKafkaStream<'_, K, V> {
+        BufferedKafkaStream::new(self, batch_size)
+    }
+
+    /// The partitions assigned to this consumer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot tell.
+    pub fn assignment(&self) -> Result<TopicPartitionList, ConsumerError> {
+        Ok(self.base.assignment()?)
+    }
+
+    /// Moves a partition's read position to `offset`; messages of it already
+    /// buffered by a stream are dropped, not handed out.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses (e.g. the partition is
+    /// not assigned).
+    pub fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), ConsumerError> {
+        self.book.invalidate([(topic, partition)], false);
+        Ok(self.base.seek(topic, partition, offset, timeout)?)
+    }
+
+    /// Stops fetching from these partitions until [`resume`](Self::resume).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    pub fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        Ok(self.base.pause(partitions)?)
+    }
+
+    /// Resumes fetching from paused partitions.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    pub fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        Ok(self.base.resume(partitions)?)
+    }
+
+    /// The group's committed offsets for the assigned partitions.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker cannot be asked in time.
+    pub fn committed(&self, timeout: Duration) -> Result<TopicPartitionList, ConsumerError> {
+        Ok(self.base.committed(timeout)?)
+    }
+
+    /// The group metadata a transactional producer needs for
+    /// `send_offsets_to_transaction`.
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.base.group_metadata()
+    }
+
+    /// The underlying `BaseConsumer`, for anything this type does not wrap.
+    /// Do not poll it directly: messages polled there bypass the offset book.
+    pub fn base(&self) -> &BaseConsumer<FastContext> {
+        &self.base
+    }
+
+    /// Deserializes one poll result.
+    pub(crate) fn decode(
+        &self,
+        generation: u64,
+        result: Result<rdkafka::message::BorrowedMessage<'_>, KafkaError>,
+    ) -> Polled<K, V> {
+        let result = match result {
+            Ok(record) => Message::from_kafka(&record, &*self.key_serde, &*self.value_serde),
+            Err(error) => Err(ConsumerError::Kafka(error)),
+        };
+        Polled { generation, result }
+    }
+
+    /// Takes up to `max` ready items from librdkafka into `into` without
+    /// waiting; returns how many. Zero means the queue is empty.
+    pub(crate) fn refill(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> usize {
+        let mut taken = 0;
+        let mut events = 0;
+        while taken < max {
+            let generation = self.book.generation();
+            match self.base.poll(Duration::ZERO) {
+                Some(result) => {
+                    into.push_back(self.decode(generation, result));
+                    taken += 1;
+                }
+                // `None` is an empty queue or a served event (rebalance,
+                // commit result); only the first may end the refill.
+                None if self.queue.len() == 0 => break,
+                None => {
+                    events += 1;
+                    if events >= MAX_EVENTS_PER_REFILL {
+                        // Still events waiting: ask to be polled again rather
+                        // than hog the executor.
+                        self.waker.wake();
+                        break;
+                    }
+                }
+            }
+        }
+        taken
+    }
+
+    /// Records an item as handed to the application; `None` when its
+    /// partition was revoked or sought since it was polled.
+    pub(crate) fn hand_out(
+        &self,
+        polled: Polled<K, V>,
+    ) -> Option<Result<Message<K, V>, ConsumerError>> {
+        match polled.coordinates() {
+            Some((topic, partition, offset)) => {
+                match self.book.deliver(polled.generation, topic, partition, offset) {
+                    Delivery::Deliver => Some(polled.result),
+                    Delivery::Stale => None,
+                }
+            }
+            None => Some(polled.result),
+        }
+    }
+
+    /// Moves partitions back to the first of `unread` per partition, so that
+    /// items polled but never handed out are read again. Items whose partition
+    /// was revoked or sought since are left to their new position.
+    pub(crate) fn rewind(&self, unread: impl IntoIterator<Item = Polled<K, V>>) {
+        let mut targets = TopicPartitionList::new();
+        let current = self.book.generation();
+        for polled in unread {
+            let Some((topic, partition, offset)) = polled.coordinates() else {
+                continue;
+            };
+            if polled.generation != current && self.book.is_stale(polled.generation, topic, partition) {
+                continue;
+            }
+            let earlier = targets
+                .find_partition(topic, partition)
+                .and_then(|e| e.offset().to_raw())
+                .is_some_and(|seen| seen <= offset);
+            if !earlier {
+                if let Err(error) =
+                    targets.add_partition_offset(topic, partition, Offset::Offset(offset))
+                {
+                    tracing::warn!(%topic, partition, offset, %error, "cannot rewind");
+                }
+            }
+        }
+        if targets.count() == 0 {
+            return;
+        }
+        tracing::debug!(?targets, "rewinding to messages polled but not handed out");
+        if let Err(error) = self.base.seek_partitions(targets, Timeout::After(Duration::ZERO)) {
+            tracing::warn!(%error, "cannot rewind to unread messages; they are read again after a restart");
+        }
+    }
+}
+
+impl<K, V> Drop for Consumer<K, V> {
+    fn drop(&mut self) {
+        // librdkafka commits stored offsets on close when auto-commit is on.
+        self.store_recorded_offsets();
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consumer<K, V> {
+    fn stream(&self) -> MessageStream<'_, K, V> {
+        Box::pin(Consumer::stream(self))
+    }
+
+    fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
+        Consumer::subscribe(self, topics)
+    }
+
+    fn commit(&self) -> Result<(), ConsumerError> {
+        Consumer::commit(self)
+    }
+
+    fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
+        Consumer::current_offsets(self)
+    }
+
+    fn tier(&self) -> Option<ConsumerTier> {
+        Some(ConsumerTier::Standard)
+    }
+}
+

@@ -1,0 +1,114 @@
+//! The Standard and Buffered tiers: streams polled on the caller's task.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use consumer_api::{ConsumerError, Message};
+use futures_core::Stream;
+
+use crate::consumer::{Consumer, Polled};
+
+/// Both tiers: hand out buffered items, else register for librdkafka's
+/// non-empty callback and take what is ready, else wait.
+struct PolledStream<'a, K, V> {
+    consumer: &'a Consumer<K, V>,
+    buffer: VecDeque<Polled<K, V>>,
+    batch_size: usize,
+}
+
+impl<'a, K, V> PolledStream<'a, K, V> {
+    fn new(consumer: &'a Consumer<K, V>, batch_size: usize) -> Self {
+        let batch_size = batch_size.max(1);
+        PolledStream {
+            consumer,
+            buffer: VecDeque::with_capacity(batch_size),
+            batch_size,
+        }
+    }
+
+    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message<K, V>, ConsumerError>>> {
+        loop {
+            while let Some(polled) = self.buffer.pop_front() {
+                if let Some(item) = self.consumer.hand_out(polled) {
+                    return Poll::Ready(Some(item));
+                }
+            }
+            // Register before looking, so a message arriving between the look
+            // and the return still wakes this task.
+            self.consumer.waker.register(cx.waker());
+            if self.consumer.refill(&mut self.buffer, self.batch_size) == 0 {
+                // Idle: let auto-commit and close see what was handed out.
+                self.consumer.store_recorded_offsets();
+                return Poll::Pending;
+            }
+        }
+    }
+}
+
+impl<K, V> Drop for PolledStream<'_, K, V> {
+    fn drop(&mut self) {
+        // Messages taken from librdkafka but never handed out are read again
+        // by the next stream, not skipped.
+        self.consumer.rewind(self.buffer.drain(..));
+        self.consumer.store_recorded_offsets();
+    }
+}
+
+/// The Standard tier, from [`Consumer::stream`]: one message per wake-up,
+/// lowest latency.
+///
+/// It never blocks: when librdkafka has nothing ready it returns `Pending`
+/// and is woken by librdkafka's queue non-empty callback.
+///
+/// # Cancel safety
+///
+/// Dropping a pending `next()` loses nothing: a message is taken from
+/// librdkafka only inside a `poll_next` that returns it.
+#[must_use = "streams do nothing unless polled"]
+pub struct KafkaStream<'a, K, V>(PolledStream<'a, K, V>);
+
+impl<'a, K, V> KafkaStream<'a, K, V> {
+    pub(crate) fn new(consumer: &'a Consumer<K, V>) -> Self {
+        KafkaStream(PolledStream::new(consumer, 1))
+    }
+}
+
+// Buffered messages are never pinned (no structural pinning), so the stream is
+// `Unpin` whatever `K` and `V` are: callers need no `Unpin` bounds.
+impl<K, V> Unpin for KafkaStream<'_, K, V> {}
+
+impl<K, V> Stream for KafkaStream<'_, K, V> {
+    type Item = Result<Message<K, V>, ConsumerError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_next(cx)
+    }
+}
+
+/// The Buffered tier, from [`Consumer::buffered_stream`]: up to `batch_size`
+/// ready messages taken per wake-up, handed out one by one.
+///
+/// It never waits for a batch to fill: under light traffic it behaves like
+/// [`KafkaStream`]. Buffered messages are not committed until handed out;
+/// when the stream is dropped, the consumer is moved back to them so that the
+/// next stream reads them.
+#[must_use = "streams do nothing unless polled"]
+pub struct BufferedKafkaStream<'a, K, V>(PolledStream<'a, K, V>);
+
+impl<'a, K, V> BufferedKafkaStream<'a, K, V> {
+    pub(crate) fn new(consumer: &'a Consumer<K, V>, batch_size: usize) -> Self {
+        BufferedKafkaStream(PolledStream::new(consumer, batch_size))
+    }
+}
+
+// As for `KafkaStream`: no structural pinning.
+impl<K, V> Unpin for BufferedKafkaStream<'_, K, V> {}
+
+impl<K, V> Stream for BufferedKafkaStream<'_, K, V> {
+    type Item = Result<Message<K, V>, ConsumerError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_next(cx)
+    }
+}

@@ -1,0 +1,119 @@
+//! [`TieredConsumer`]: a fast [`Consumer`] fixed to one tier, behind the
+//! [`KafkaStreamConsumer`] trait.
+
+use std::sync::Arc;
+
+use consumer_api::{
+    ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, MessageStream, Serde,
+    TopicPartitionList,
+};
+
+use crate::consumer::Consumer;
+
+/// A fast [`Consumer`] whose [`stream`](KafkaStreamConsumer::stream) is the
+/// tier it was created with.
+///
+/// One type serves all three tiers because they differ only in which stream
+/// `stream()` opens; everything else (subscribe, commit, offsets) is the
+/// consumer's own.
+///
+/// For the Dedicated tier, only one stream is open at a time: a second call to
+/// `stream()` while the first is alive yields a single
+/// [`ConsumerError::Misuse`] instead of starting a second polling thread.
+///
+/// # Examples
+///
+/// ```no_run
+/// use consumer_api::{ConsumerConfig, ConsumerTier, KafkaStreamConsumer, StringSerde};
+/// use consumer_fast::TieredConsumer;
+///
+/// let consumer: Box<dyn KafkaStreamConsumer<String, String>> = Box::new(
+///     TieredConsumer::with_config(
+///         ConsumerConfig::new("localhost:9092", "audit"),
+///         ConsumerTier::Dedicated,
+///         Box::new(StringSerde),
+///         Box::new(StringSerde),
+///     )?,
+/// );
+/// consumer.subscribe(&["audit-log"])?;
+/// # Ok::<(), consumer_api::ConsumerError>(())
+/// ```
+#[derive(Debug)]
+pub struct TieredConsumer<K, V> {
+    consumer: Arc<Consumer<K, V>>,
+    tier: ConsumerTier,
+}
+
+impl<K, V> TieredConsumer<K, V> {
+    /// Fixes `consumer` to `tier`.
+    pub fn new(consumer: Consumer<K, V>, tier: ConsumerTier) -> Self {
+        TieredConsumer {
+            consumer: Arc::new(consumer),
+            tier,
+        }
+    }
+
+    /// Builds the consumer from `config` in `tier`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Consumer::with_config`].
+    pub fn with_config(
+        config: ConsumerConfig,
+        tier: ConsumerTier,
+        key_serde: Box<dyn Serde<K>>,
+        value_serde: Box<dyn Serde<V>>,
+    ) -> Result<Self, ConsumerError> {
+        Ok(Self::new(Consumer::with_config(config, key_serde, value_serde)?, tier))
+    }
+
+    /// The consumer, for what the trait does not cover (seek, pause, ...).
+    pub fn consumer(&self) -> &Arc<Consumer<K, V>> {
+        &self.consumer
+    }
+}
+
+impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredConsumer<K, V> {
+    fn stream(&self) -> MessageStream<'_, K, V> {
+        match self.tier {
+            ConsumerTier::Standard => Box::pin(self.consumer.stream()),
+            ConsumerTier::Buffered { batch_size } => {
+                Box::pin(self.consumer.buffered_stream(batch_size))
+            }
+            ConsumerTier::Dedicated => match self.consumer.dedicated_stream() {
+                Ok(stream) => Box::pin(stream),
+                Err(error) => Box::pin(OneError(Some(error), std::marker::PhantomData)),
+            },
+        }
+    }
+
+    fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
+        self.consumer.subscribe(topics)
+    }
+
+    fn commit(&self) -> Result<(), ConsumerError> {
+        self.consumer.commit()
+    }
+
+    fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
+        self.consumer.current_offsets()
+    }
+
+    fn tier(&self) -> Option<ConsumerTier> {
+        Some(self.tier)
+    }
+}
+
+/// A stream that yields one error, then ends.
+struct OneError<K, V>(Option<ConsumerError>, std::marker::PhantomData<fn() -> (K, V)>);
+
+impl<K, V> futures_core::Stream for OneError<K, V> {
+    type Item = Result<consumer_api::Message<K, V>, ConsumerError>;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        std::task::Poll::Ready(self.get_mut().0.take().map(Err))
+    }
+}
