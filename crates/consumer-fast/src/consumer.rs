@@ -172,7 +172,11 @@ impl<K, V> Consumer<K, V> {
         key_serde: Box<dyn Serde<K>>,
         value_serde: Box<dyn Serde<V>>,
     ) -> Result<Self, ConsumerError> {
-        Self::with_config(ConsumerConfig::new(brokers, group_id), key_serde, value_serde)
+        Self::with_config(
+            ConsumerConfig::new(brokers, group_id),
+            key_serde,
+            value_serde,
+        )
     }
 
     /// Subscribes to `topics`, replacing any earlier subscription.
@@ -411,7 +415,10 @@ impl<K, V> Consumer<K, V> {
     ) -> Option<Result<Message<K, V>, ConsumerError>> {
         match polled.coordinates() {
             Some((topic, partition, offset)) => {
-                match self.book.deliver(polled.generation, topic, partition, offset) {
+                match self
+                    .book
+                    .deliver(polled.generation, topic, partition, offset)
+                {
                     Delivery::Deliver => Some(polled.result),
                     Delivery::Stale => None,
                 }
@@ -430,26 +437,30 @@ impl<K, V> Consumer<K, V> {
             let Some((topic, partition, offset)) = polled.coordinates() else {
                 continue;
             };
-            if polled.generation != current && self.book.is_stale(polled.generation, topic, partition) {
+            if polled.generation != current
+                && self.book.is_stale(polled.generation, topic, partition)
+            {
                 continue;
             }
             let earlier = targets
                 .find_partition(topic, partition)
                 .and_then(|e| e.offset().to_raw())
                 .is_some_and(|seen| seen <= offset);
-            if !earlier {
-                if let Err(error) =
+            if !earlier
+                && let Err(error) =
                     targets.add_partition_offset(topic, partition, Offset::Offset(offset))
-                {
-                    tracing::warn!(%topic, partition, offset, %error, "cannot rewind");
-                }
+            {
+                tracing::warn!(%topic, partition, offset, %error, "cannot rewind");
             }
         }
         if targets.count() == 0 {
             return;
         }
         tracing::debug!(?targets, "rewinding to messages polled but not handed out");
-        if let Err(error) = self.base.seek_partitions(targets, Timeout::After(Duration::ZERO)) {
+        if let Err(error) = self
+            .base
+            .seek_partitions(targets, Timeout::After(Duration::ZERO))
+        {
             tracing::warn!(%error, "cannot rewind to unread messages; they are read again after a restart");
         }
     }
@@ -483,4 +494,3 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
         Some(ConsumerTier::Standard)
     }
 }
-

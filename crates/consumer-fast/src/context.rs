@@ -56,10 +56,10 @@ impl ConsumerContext for FastContext {
                     committing = to_commit.count(),
                     "partitions revoked"
                 );
-                if to_commit.count() > 0 {
-                    if let Err(error) = base_consumer.commit(&to_commit, CommitMode::Sync) {
-                        tracing::warn!(%error, offsets = ?to_commit, "commit on revocation failed; the new owner may see these messages again");
-                    }
+                if to_commit.count() > 0
+                    && let Err(error) = base_consumer.commit(&to_commit, CommitMode::Sync)
+                {
+                    tracing::warn!(%error, offsets = ?to_commit, "commit on revocation failed; the new owner may read these messages again");
                 }
             }
             Rebalance::Assign(assigned) => {

@@ -164,6 +164,8 @@ impl<K, V> Drop for DedicatedKafkaStream<K, V> {
         }
         self.consumer.rewind(unread);
         self.consumer.store_recorded_offsets();
-        self.consumer.dedicated_running.store(false, Ordering::Release);
+        self.consumer
+            .dedicated_running
+            .store(false, Ordering::Release);
     }
 }

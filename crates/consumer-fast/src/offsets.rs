@@ -60,7 +60,13 @@ impl OffsetBook {
     /// Records that the message at `topic/partition@offset`, polled at
     /// `generation`, is being handed to the application, unless its partition
     /// was invalidated since.
-    pub(crate) fn deliver(&self, generation: u64, topic: &str, partition: i32, offset: i64) -> Delivery {
+    pub(crate) fn deliver(
+        &self,
+        generation: u64,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Delivery {
         let mut inner = self.lock();
         if generation != self.generation.load(Ordering::Acquire)
             && inner.invalidated_after(generation, topic, partition)
@@ -106,17 +112,23 @@ impl OffsetBook {
                 .find(|(t, p, _)| *p == partition && t == topic)
             {
                 Some(entry) => entry.2 = generation,
-                None => inner.invalidated.push((topic.to_owned(), partition, generation)),
+                None => inner
+                    .invalidated
+                    .push((topic.to_owned(), partition, generation)),
             }
-            if forget {
-                if let Some(index) = inner
+            if forget
+                && let Some(index) = inner
                     .positions
                     .iter()
                     .position(|entry| entry.partition == partition && entry.topic == topic)
-                {
-                    let entry = inner.positions.swap_remove(index);
-                    add(&mut forgotten, &entry.topic, entry.partition, entry.next_offset);
-                }
+            {
+                let entry = inner.positions.swap_remove(index);
+                add(
+                    &mut forgotten,
+                    &entry.topic,
+                    entry.partition,
+                    entry.next_offset,
+                );
             }
         }
         self.generation.store(generation, Ordering::Release);
@@ -145,7 +157,9 @@ impl OffsetBook {
     fn lock(&self) -> std::sync::MutexGuard<'_, BookInner> {
         // The book stays consistent even if a holder panicked: every update is
         // a single assignment or push.
-        self.inner.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -178,12 +192,18 @@ mod tests {
         let before = book.generation();
         book.deliver(before, "t", 0, 1);
         let forgotten = book.invalidate([("t", 0)], true);
-        assert_eq!(forgotten.find_partition("t", 0).map(|e| e.offset()), Some(Offset::Offset(2)));
+        assert_eq!(
+            forgotten.find_partition("t", 0).map(|e| e.offset()),
+            Some(Offset::Offset(2))
+        );
         assert_eq!(book.deliver(before, "t", 0, 2), Delivery::Stale);
         // Other partitions polled at the same time are unaffected.
         assert_eq!(book.deliver(before, "t", 1, 2), Delivery::Deliver);
         // Messages polled after the revocation (a new assignment) are fine.
-        assert_eq!(book.deliver(book.generation(), "t", 0, 5), Delivery::Deliver);
+        assert_eq!(
+            book.deliver(book.generation(), "t", 0, 5),
+            Delivery::Deliver
+        );
         assert_eq!(book.position("t", 0), Some(6));
     }
 

@@ -39,8 +39,7 @@ impl QueueHandle {
     /// How many operations wait in the queue, following forwarding.
     pub(crate) fn len(&self) -> usize {
         // SAFETY: the queue reference is valid until `Drop`.
-        let length = unsafe { rdsys::rd_kafka_queue_length(self.0.as_ptr()) };
-        usize::try_from(length).unwrap_or(usize::MAX)
+        unsafe { rdsys::rd_kafka_queue_length(self.0.as_ptr()) }
     }
 }
 

@@ -27,7 +27,10 @@ impl<'a, K, V> PolledStream<'a, K, V> {
         }
     }
 
-    fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message<K, V>, ConsumerError>>> {
+    fn poll_next(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Message<K, V>, ConsumerError>>> {
         loop {
             while let Some(polled) = self.buffer.pop_front() {
                 if let Some(item) = self.consumer.hand_out(polled) {

@@ -64,7 +64,10 @@ impl<K, V> TieredConsumer<K, V> {
         key_serde: Box<dyn Serde<K>>,
         value_serde: Box<dyn Serde<V>>,
     ) -> Result<Self, ConsumerError> {
-        Ok(Self::new(Consumer::with_config(config, key_serde, value_serde)?, tier))
+        Ok(Self::new(
+            Consumer::with_config(config, key_serde, value_serde)?,
+            tier,
+        ))
     }
 
     /// The consumer, for what the trait does not cover (seek, pause, ...).
@@ -105,7 +108,10 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
 }
 
 /// A stream that yields one error, then ends.
-struct OneError<K, V>(Option<ConsumerError>, std::marker::PhantomData<fn() -> (K, V)>);
+struct OneError<K, V>(
+    Option<ConsumerError>,
+    std::marker::PhantomData<fn() -> (K, V)>,
+);
 
 impl<K, V> futures_core::Stream for OneError<K, V> {
     type Item = Result<consumer_api::Message<K, V>, ConsumerError>;

@@ -1,0 +1,147 @@
+//! Shared by the facade's integration tests: the broker, the consumer
+//! implementations under test, and helpers to read from them with a deadline.
+#![allow(dead_code, unreachable_pub)]
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use kafka_test_env::{BrokerKind, KafkaTestEnv, ProducedRecord};
+use tiered_kafka::api::{
+    AutoOffsetReset, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
+    MessageStream, Serde,
+};
+use tiered_kafka::fast::TieredConsumer;
+
+/// The broker `KAFKA_TEST_BROKER` names (the embedded mock by default).
+pub fn env() -> KafkaTestEnv {
+    let env = KafkaTestEnv::from_env().unwrap_or_else(|error| panic!("no test broker: {error}"));
+    println!("broker: {}", env.kind());
+    env
+}
+
+/// Every consumer implementation the contract applies to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Implementation {
+    /// `consumer-fast` in a tier.
+    Fast(ConsumerTier),
+}
+
+/// A consumer configuration for the test broker: earliest, no auto-commit,
+/// quick group changes.
+pub fn consumer_config(env: &KafkaTestEnv, group: &str) -> ConsumerConfig {
+    let mut config = ConsumerConfig::new(env.bootstrap_servers(), group);
+    config.auto_offset_reset = Some(AutoOffsetReset::Earliest);
+    config.enable_auto_commit = Some(false);
+    config.session_timeout_ms = Some(10_000);
+    config.heartbeat_interval_ms = Some(500);
+    if !matches!(env.kind(), BrokerKind::External { .. }) {
+        config
+            .extra
+            .insert("broker.address.family".into(), "v4".into());
+    }
+    config
+}
+
+/// Builds `implementation` from `config`.
+pub fn build<K: Send + 'static, V: Send + 'static>(
+    implementation: Implementation,
+    config: ConsumerConfig,
+    key_serde: impl Serde<K> + 'static,
+    value_serde: impl Serde<V> + 'static,
+) -> Box<dyn KafkaStreamConsumer<K, V>> {
+    match implementation {
+        Implementation::Fast(tier) => Box::new(
+            TieredConsumer::with_config(config, tier, Box::new(key_serde), Box::new(value_serde))
+                .expect("fast consumer builds"),
+        ),
+    }
+}
+
+/// Waits up to `within` for the next item.
+pub async fn next_within<K, V>(
+    stream: &mut MessageStream<'_, K, V>,
+    within: Duration,
+) -> Option<Result<Message<K, V>, ConsumerError>> {
+    tokio::time::timeout(within, stream.next())
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Reads exactly `count` messages, failing on any error or after `within`.
+pub async fn take<K, V>(
+    stream: &mut MessageStream<'_, K, V>,
+    count: usize,
+    within: Duration,
+) -> Vec<Message<K, V>> {
+    let deadline = tokio::time::Instant::now() + within;
+    let mut messages = Vec::with_capacity(count);
+    while messages.len() < count {
+        match tokio::time::timeout_at(deadline, stream.next()).await {
+            Ok(Some(Ok(message))) => messages.push(message),
+            Ok(Some(Err(error))) => panic!("error after {} messages: {error}", messages.len()),
+            Ok(None) => panic!("stream ended after {} of {count} messages", messages.len()),
+            Err(_) => panic!(
+                "only {} of {count} messages within {within:?}",
+                messages.len()
+            ),
+        }
+    }
+    messages
+}
+
+/// `(partition, offset)` of each message.
+pub fn coordinates<K, V>(messages: &[Message<K, V>]) -> Vec<(i32, i64)> {
+    messages.iter().map(|m| (m.partition, m.offset)).collect()
+}
+
+/// `(partition, offset)` of each produced record.
+pub fn produced_coordinates(produced: &[ProducedRecord]) -> BTreeSet<(i32, i64)> {
+    produced.iter().map(|r| (r.partition, r.offset)).collect()
+}
+
+/// How many of `coordinates` fall in each partition.
+pub fn per_partition(coordinates: &[(i32, i64)]) -> BTreeMap<i32, usize> {
+    let mut counts = BTreeMap::new();
+    for (partition, _) in coordinates {
+        *counts.entry(*partition).or_default() += 1;
+    }
+    counts
+}
+
+/// Generates one `#[tokio::test]` per implementation for each listed body
+/// (`async fn body(implementation: Implementation)`), in a module per
+/// implementation so a failure names both.
+#[macro_export]
+macro_rules! contract_tests {
+    ($($body:ident),* $(,)?) => {
+        mod standard {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body($crate::common::Implementation::Fast(
+                    tiered_kafka::api::ConsumerTier::Standard,
+                ))
+                .await
+            })*
+        }
+        mod buffered {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body($crate::common::Implementation::Fast(
+                    tiered_kafka::api::ConsumerTier::Buffered { batch_size: 32 },
+                ))
+                .await
+            })*
+        }
+        mod dedicated {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body($crate::common::Implementation::Fast(
+                    tiered_kafka::api::ConsumerTier::Dedicated,
+                ))
+                .await
+            })*
+        }
+    };
+}

@@ -1,0 +1,437 @@
+//! The contract every consumer implementation keeps, run against each one
+//! through the `KafkaStreamConsumer` trait: the same bodies on the mock
+//! cluster and on real Apache Kafka.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{Implementation, build, consumer_config, coordinates, env, next_within, take};
+use futures_util::StreamExt;
+use kafka_test_env::TestRecord;
+use tiered_kafka::api::{
+    ConsumerError, ConsumerTier, JsonSerde, PayloadPart, StringSerde, TopicPartitionList,
+};
+
+contract_tests!(
+    reads_every_message_once,
+    commits_only_what_was_yielded,
+    bad_data_is_one_error_and_the_stream_goes_on,
+    rebalance_loses_nothing,
+    unreachable_broker_is_reported,
+);
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+/// Every produced message arrives once, with its key, value and coordinates.
+async fn reads_every_message_once(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("every");
+    env.create_topic(&topic, 3).expect("topic");
+    let produced = env.produce_test_messages(&topic, 500).expect("produce");
+
+    let consumer = build(
+        implementation,
+        consumer_config(&env, &env.unique_group("every")),
+        StringSerde,
+        StringSerde,
+    );
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    assert_eq!(consumer.tier(), implementation_tier(implementation));
+    let mut stream = consumer.stream();
+    let messages = take(&mut stream, produced.len(), PATIENCE).await;
+
+    let read: BTreeSet<_> = coordinates(&messages).into_iter().collect();
+    assert_eq!(
+        read,
+        common::produced_coordinates(&produced),
+        "{implementation:?}"
+    );
+    for message in &messages {
+        let record = produced
+            .iter()
+            .find(|r| (r.partition, r.offset) == (message.partition, message.offset))
+            .expect("produced");
+        let i = record.index;
+        assert_eq!(message.key.as_deref(), Some(format!("key-{i}").as_str()));
+        assert_eq!(
+            message.value.as_deref(),
+            Some(format!("message-{i}").as_str())
+        );
+        assert_eq!(message.topic, topic);
+    }
+    assert!(
+        next_within(&mut stream, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "an extra message"
+    );
+    println!(
+        "{implementation:?}: read {} messages once each",
+        messages.len()
+    );
+}
+
+fn implementation_tier(implementation: Implementation) -> Option<ConsumerTier> {
+    match implementation {
+        Implementation::Fast(tier) => Some(tier),
+    }
+}
+
+/// Take 400 of 1,000, commit, drop: a restarted consumer in the same group
+/// reads exactly the other 600, from where each partition's share ended.
+async fn commits_only_what_was_yielded(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("commit");
+    env.create_topic(&topic, 4).expect("topic");
+    let produced = env.produce_test_messages(&topic, 1000).expect("produce");
+    let group = env.unique_group("commit");
+
+    let first = {
+        let consumer = build(
+            implementation,
+            consumer_config(&env, &group),
+            StringSerde,
+            StringSerde,
+        );
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let mut stream = consumer.stream();
+        let first = take(&mut stream, 400, PATIENCE).await;
+        consumer.commit().expect("commit");
+        let positions = consumer.current_offsets().expect("positions");
+        check_positions_match(&positions, &coordinates(&first));
+        first
+    };
+
+    let restarted = build(
+        Implementation::Fast(ConsumerTier::Standard),
+        consumer_config(&env, &group),
+        StringSerde,
+        StringSerde,
+    );
+    restarted.subscribe(&[&topic]).expect("subscribe");
+    let mut stream = restarted.stream();
+    let second = take(&mut stream, 600, PATIENCE).await;
+    assert!(
+        next_within(&mut stream, Duration::from_secs(1))
+            .await
+            .is_none(),
+        "a message was read twice"
+    );
+
+    let first = coordinates(&first);
+    let second = coordinates(&second);
+    // Each partition's share of the first 400 is a prefix 0..n, and the
+    // restart begins at n.
+    for (partition, count) in common::per_partition(&first) {
+        let mut offsets: Vec<i64> = first
+            .iter()
+            .filter(|c| c.0 == partition)
+            .map(|c| c.1)
+            .collect();
+        offsets.sort_unstable();
+        assert_eq!(
+            offsets,
+            (0..count as i64).collect::<Vec<_>>(),
+            "partition {partition}"
+        );
+        let resumed = second
+            .iter()
+            .filter(|c| c.0 == partition)
+            .map(|c| c.1)
+            .min();
+        assert!(
+            resumed.is_none_or(|o| o == count as i64),
+            "partition {partition} resumed at {resumed:?}, not {count}"
+        );
+    }
+    let all: BTreeSet<_> = first.iter().chain(&second).copied().collect();
+    assert_eq!(all, common::produced_coordinates(&produced));
+    assert_eq!(first.len() + second.len(), produced.len(), "duplicates");
+    println!(
+        "{implementation:?}: 400 committed, restart read the other 600, per partition {:?}",
+        common::per_partition(&first)
+    );
+}
+
+/// `current_offsets` reports, per partition, one past the last message yielded.
+fn check_positions_match(positions: &TopicPartitionList, yielded: &[(i32, i64)]) {
+    for (partition, _) in common::per_partition(yielded) {
+        let last = yielded
+            .iter()
+            .filter(|c| c.0 == partition)
+            .map(|c| c.1)
+            .max()
+            .expect("some");
+        let position = positions
+            .elements()
+            .iter()
+            .find(|e| e.partition() == partition)
+            .and_then(|e| e.offset().to_raw());
+        assert_eq!(
+            position,
+            Some(last + 1),
+            "position of partition {partition}"
+        );
+    }
+}
+
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+struct Order {
+    id: u32,
+}
+
+/// A key or value that does not deserialize is one `Deserialize` error naming
+/// it; the messages around it arrive, tombstones arrive as `value: None`, and
+/// the bad message counts as delivered.
+async fn bad_data_is_one_error_and_the_stream_goes_on(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("bad");
+    env.create_topic(&topic, 1).expect("topic");
+    let records = vec![
+        TestRecord::new("k0", r#"{"id":0}"#),
+        TestRecord::new("k1", "{not json"),
+        TestRecord::new("k2", r#"{"id":"two"}"#),
+        TestRecord::new("k3", ""),
+        TestRecord::new(vec![0xff, 0xfe], r#"{"id":4}"#),
+        TestRecord::tombstone("k5"),
+        TestRecord::new("k6", r#"{"id":6}"#),
+    ];
+    env.produce(&topic, records).expect("produce");
+    let group = env.unique_group("bad");
+
+    {
+        let consumer = build::<String, Order>(
+            implementation,
+            consumer_config(&env, &group),
+            StringSerde,
+            JsonSerde,
+        );
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let mut stream = consumer.stream();
+        let mut items = Vec::new();
+        while items.len() < 7 {
+            items.push(
+                next_within(&mut stream, PATIENCE)
+                    .await
+                    .expect("an item within the deadline"),
+            );
+        }
+        let expect_error = |item: &Result<_, ConsumerError>,
+                            offset: i64,
+                            part: PayloadPart,
+                            raw: &[u8]| match item {
+            Err(
+                error @ ConsumerError::Deserialize {
+                    topic: t,
+                    partition: 0,
+                    offset: o,
+                    part: p,
+                    raw: r,
+                    ..
+                },
+            ) => {
+                assert_eq!(
+                    (t.as_str(), *o, *p, r.as_slice()),
+                    (topic.as_str(), offset, part, raw),
+                    "{error}"
+                );
+                let text = error.to_string();
+                assert!(text.contains(&format!("{topic}/0@{offset}")), "{text}");
+            }
+            other => panic!("expected a deserialization error at offset {offset}, got {other:?}"),
+        };
+        let ok = |item: &Result<tiered_kafka::api::Message<String, Order>, ConsumerError>| {
+            item.as_ref()
+                .unwrap_or_else(|e| panic!("unexpected error {e}"))
+                .clone_light()
+        };
+        assert_eq!(ok(&items[0]), (0, Some("k0".into()), Some(Order { id: 0 })));
+        expect_error(&items[1], 1, PayloadPart::Value, b"{not json");
+        expect_error(&items[2], 2, PayloadPart::Value, br#"{"id":"two"}"#);
+        expect_error(&items[3], 3, PayloadPart::Value, b"");
+        expect_error(&items[4], 4, PayloadPart::Key, &[0xff, 0xfe]);
+        assert_eq!(
+            ok(&items[5]),
+            (5, Some("k5".into()), None),
+            "a tombstone is a message with no value"
+        );
+        assert_eq!(ok(&items[6]), (6, Some("k6".into()), Some(Order { id: 6 })));
+        consumer.commit().expect("commit");
+    }
+
+    // The bad messages counted as delivered: a restart begins after them.
+    env.produce(&topic, [TestRecord::new("k7", r#"{"id":7}"#)])
+        .expect("produce");
+    let restarted = build::<String, Order>(
+        implementation,
+        consumer_config(&env, &group),
+        StringSerde,
+        JsonSerde,
+    );
+    restarted.subscribe(&[&topic]).expect("subscribe");
+    let mut stream = restarted.stream();
+    let next = take(&mut stream, 1, PATIENCE).await;
+    assert_eq!(next[0].offset, 7);
+    println!(
+        "{implementation:?}: 4 bad records reported, 3 good ones and a tombstone delivered, restart at 7"
+    );
+}
+
+trait CloneLight {
+    fn clone_light(&self) -> (i64, Option<String>, Option<Order>);
+}
+
+impl CloneLight for tiered_kafka::api::Message<String, Order> {
+    fn clone_light(&self) -> (i64, Option<String>, Option<Order>) {
+        (
+            self.offset,
+            self.key.clone(),
+            self.value.as_ref().map(|o| Order { id: o.id }),
+        )
+    }
+}
+
+/// Two consumers in one group share a 4-partition topic while the second
+/// joins mid-stream: together they see every message, and a message is seen
+/// twice only if it was yielded but not committed when its partition moved
+/// (the consumer commits on revocation, so none is expected).
+async fn rebalance_loses_nothing(implementation: Implementation) {
+    const TOTAL: usize = 2000;
+    let env = Arc::new(env());
+    let topic = env.unique_topic("rebalance");
+    env.create_topic(&topic, 4).expect("topic");
+    let produced = env.produce_test_messages(&topic, TOTAL).expect("produce");
+    let group = env.unique_group("rebalance");
+    let seen: Arc<Mutex<Vec<(usize, i32, i64)>>> = Arc::default();
+    let stop = Arc::new(tokio::sync::Notify::new());
+
+    let spawn_member = |member: usize| {
+        let consumer = build(
+            implementation,
+            consumer_config(&env, &group),
+            StringSerde,
+            StringSerde,
+        );
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let seen = Arc::clone(&seen);
+        let stop = Arc::clone(&stop);
+        tokio::spawn(async move {
+            let mut stream = consumer.stream();
+            loop {
+                tokio::select! {
+                    _ = stop.notified() => break,
+                    item = stream.next() => match item {
+                        Some(Ok(message)) => {
+                            seen.lock().expect("lock").push((member, message.partition, message.offset));
+                            // Slow enough that the second member joins mid-stream.
+                            tokio::time::sleep(Duration::from_micros(500)).await;
+                        }
+                        Some(Err(error)) => println!("member {member}: {error}"),
+                        None => break,
+                    },
+                }
+            }
+        })
+    };
+
+    let first = spawn_member(0);
+    wait_until(
+        || seen.lock().expect("lock").len() >= 200,
+        "the first member to start",
+    )
+    .await;
+    let second = spawn_member(1);
+    wait_until(
+        || {
+            seen.lock()
+                .expect("lock")
+                .iter()
+                .map(|s| (s.1, s.2))
+                .collect::<BTreeSet<_>>()
+                .len()
+                >= TOTAL
+        },
+        "every message to be seen",
+    )
+    .await;
+    stop.notify_waiters();
+    stop.notify_one();
+    stop.notify_one();
+    let _ = tokio::time::timeout(PATIENCE, first).await;
+    let _ = tokio::time::timeout(PATIENCE, second).await;
+
+    let seen = seen.lock().expect("lock").clone();
+    let unique: BTreeSet<_> = seen.iter().map(|s| (s.1, s.2)).collect();
+    assert_eq!(unique, common::produced_coordinates(&produced));
+    let by_second = seen.iter().filter(|s| s.0 == 1).count();
+    let duplicates = seen.len() - unique.len();
+    println!(
+        "{implementation:?}: {TOTAL} messages, first member {}, second {by_second}, duplicates {duplicates}",
+        seen.len() - by_second
+    );
+    assert!(by_second > 0, "the second member never got a partition");
+    // A duplicate is a message one member yielded before its partition moved
+    // and the new owner read again: never the same member twice.
+    for member in [0, 1] {
+        let own: Vec<_> = seen
+            .iter()
+            .filter(|s| s.0 == member)
+            .map(|s| (s.1, s.2))
+            .collect();
+        let own_unique: BTreeSet<_> = own.iter().copied().collect();
+        assert_eq!(
+            own.len(),
+            own_unique.len(),
+            "member {member} read a message twice"
+        );
+    }
+    if env.kind().is_mock() {
+        // The mock cluster refuses commits while a rebalance is in progress
+        // (REBALANCE_IN_PROGRESS), so the commit on revocation fails there
+        // and the new owner re-reads from the last successful commit.
+        // Apache Kafka accepts it from the current generation.
+    } else {
+        assert_eq!(
+            duplicates, 0,
+            "yielded messages are committed on revocation"
+        );
+    }
+}
+
+async fn wait_until(done: impl Fn() -> bool, what: &str) {
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !done() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A consumer of a broker that is not there reports it as an error within a
+/// bounded time instead of hanging, and can still be dropped.
+async fn unreachable_broker_is_reported(implementation: Implementation) {
+    let env = env();
+    let mut config = consumer_config(&env, &env.unique_group("unreachable"));
+    config.brokers = "127.0.0.1:1".to_owned();
+    let consumer = build(implementation, config, StringSerde, StringSerde);
+    consumer.subscribe(&["nowhere"]).expect("subscribe");
+    let mut stream = consumer.stream();
+    match next_within(&mut stream, Duration::from_secs(30)).await {
+        Some(Err(ConsumerError::Kafka(error))) => println!("{implementation:?}: reported {error}"),
+        other => panic!("expected a Kafka error, got {other:?}"),
+    }
+    let started = std::time::Instant::now();
+    drop(stream);
+    drop(consumer);
+    println!("{implementation:?}: dropped in {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "drop took {:?}",
+        started.elapsed()
+    );
+}

@@ -1,0 +1,389 @@
+//! `cargo xtask test`: every test phase, one after the other, with a summary.
+//!
+//! 1. `unit`: unit tests and doctests of the whole workspace;
+//! 2. `mock`: the integration tests (`--test '*'`) with
+//!    `KAFKA_TEST_BROKER=mock`, against librdkafka's embedded mock cluster;
+//! 3. `local`: the same integration tests with `KAFKA_TEST_BROKER=local`,
+//!    against real Apache Kafka from [`crate::kafka::start`]. When Kafka cannot
+//!    start, this phase fails if `KAFKA_REQUIRED=1` and is skipped with a loud
+//!    warning otherwise.
+//!
+//! Cargo's output streams to the terminal while the `test result:` lines are
+//! summed per phase; the run ends with the line `N passed, M failed` and exits
+//! non-zero when any phase failed.
+
+use std::{
+    ffi::OsString,
+    io::{self, Read, Write},
+    ops::AddAssign,
+    process::{Command, ExitCode, Stdio},
+};
+
+use anyhow::{Context, Result};
+
+use crate::{flags, kafka, project_root};
+
+/// Runs `cargo xtask test`.
+pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
+    let broker = flags.broker.unwrap_or(flags::Broker::All);
+    let kafka_required = std::env::var("KAFKA_REQUIRED").is_ok_and(|value| value == "1");
+    let mut phases = Vec::new();
+
+    let mut unit = Phase::new("unit");
+    header("unit tests");
+    unit.cargo_test(&["--lib", "--bins"], None, &flags.args)?;
+    header("doctests");
+    unit.cargo_test(&["--doc"], None, &flags.args)?;
+    phases.push(unit);
+
+    let integration_tests = has_integration_tests()?;
+    if broker.mock() {
+        let mut mock = Phase::new("mock");
+        header("integration tests against the embedded mock cluster (KAFKA_TEST_BROKER=mock)");
+        mock.integration_tests(integration_tests, "mock", &flags.args)?;
+        phases.push(mock);
+    }
+
+    if broker.local() {
+        let mut local = Phase::new("local");
+        header("starting real Apache Kafka (cargo xtask kafka start)");
+        match kafka::start() {
+            Ok(bootstrap) => {
+                header(&format!(
+                    "integration tests against real Apache Kafka at {bootstrap} (KAFKA_TEST_BROKER=local)"
+                ));
+                local.integration_tests(integration_tests, "local", &flags.args)?;
+            }
+            Err(err) if kafka_required => {
+                eprintln!(
+                    "error: KAFKA_REQUIRED=1 but real Apache Kafka could not be started: {err:#}"
+                );
+                local
+                    .errors
+                    .push(format!("real Apache Kafka could not be started: {err:#}"));
+            }
+            Err(err) => {
+                let reason = format!("{err:#}");
+                eprintln!();
+                eprintln!("{}", "!".repeat(78));
+                eprintln!("WARNING: real Apache Kafka was NOT tested: {reason}");
+                eprintln!("(set KAFKA_REQUIRED=1 to make this an error)");
+                eprintln!("{}", "!".repeat(78));
+                local.skipped = Some(reason);
+            }
+        }
+        phases.push(local);
+    }
+
+    if flags.stop_kafka {
+        header("stopping real Apache Kafka (--stop-kafka)");
+        kafka::stop()?;
+    }
+
+    header("summary");
+    let mut total = Counts::default();
+    let mut ok = true;
+    for phase in &phases {
+        println!("{}", phase.summary());
+        total += phase.counts;
+        ok &= phase.errors.is_empty() && phase.counts.failed == 0;
+    }
+    for phase in &phases {
+        for error in &phase.errors {
+            println!("FAILED ({}): {error}", phase.name);
+        }
+    }
+    // The closing line, alone and in this exact form, is what CI reads.
+    println!("{} passed, {} failed", total.passed, total.failed);
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// One phase of the run and what it found.
+struct Phase {
+    /// `unit`, `mock` or `local`.
+    name: &'static str,
+    /// Test counts summed over every `test result:` line.
+    counts: Counts,
+    /// Commands that failed, and other reasons the phase failed.
+    errors: Vec<String>,
+    /// Why the phase did not run, when that is not a failure.
+    skipped: Option<String>,
+}
+
+impl Phase {
+    fn new(name: &'static str) -> Phase {
+        Phase {
+            name,
+            counts: Counts::default(),
+            errors: Vec::new(),
+            skipped: None,
+        }
+    }
+
+    /// Runs the integration tests, if the workspace has any, with
+    /// `KAFKA_TEST_BROKER=broker`.
+    fn integration_tests(&mut self, present: bool, broker: &str, args: &[OsString]) -> Result<()> {
+        if present {
+            self.cargo_test(&["--test", "*"], Some(broker), args)
+        } else {
+            println!("no integration test targets in the workspace yet; nothing to run");
+            Ok(())
+        }
+    }
+
+    /// Runs `cargo test --workspace <targets> [-- <args>]`, streaming its
+    /// output and adding its `test result:` lines to this phase.
+    fn cargo_test(
+        &mut self,
+        targets: &[&str],
+        broker: Option<&str>,
+        args: &[OsString],
+    ) -> Result<()> {
+        let mut cmd = Command::new(cargo());
+        cmd.current_dir(project_root())
+            .args(["test", "--workspace"])
+            .args(targets);
+        if !args.is_empty() {
+            cmd.arg("--").args(args);
+        }
+        let mut shown = String::from("cargo test --workspace");
+        for arg in targets {
+            shown.push(' ');
+            shown.push_str(&shell_quote(arg));
+        }
+        if !args.is_empty() {
+            shown.push_str(" --");
+            for arg in args {
+                shown.push(' ');
+                shown.push_str(&shell_quote(&arg.to_string_lossy()));
+            }
+        }
+        if let Some(broker) = broker {
+            cmd.env("KAFKA_TEST_BROKER", broker);
+            shown = format!("KAFKA_TEST_BROKER={broker} {shown}");
+        }
+        println!("$ {shown}");
+
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("running `{shown}`"))?;
+        let counts = match child.stdout.take() {
+            Some(stdout) => tee_and_count(stdout, io::stdout())
+                .with_context(|| format!("reading the output of `{shown}`"))?,
+            None => Counts::default(),
+        };
+        let status = child
+            .wait()
+            .with_context(|| format!("waiting for `{shown}`"))?;
+        self.counts += counts;
+        if !status.success() {
+            self.errors.push(format!("`{shown}` failed ({status})"));
+        }
+        Ok(())
+    }
+
+    /// One line for the summary.
+    fn summary(&self) -> String {
+        let Counts {
+            passed,
+            failed,
+            ignored,
+        } = self.counts;
+        let mut line = format!(
+            "{:<6} {passed} passed; {failed} failed; {ignored} ignored",
+            format!("{}:", self.name)
+        );
+        if let Some(reason) = &self.skipped {
+            line.push_str(&format!(" (NOT RUN: {reason})"));
+        } else if !self.errors.is_empty() {
+            line.push_str(" (FAILED)");
+        }
+        line
+    }
+}
+
+/// Test counts, as cargo's test harness reports them.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Counts {
+    passed: u64,
+    failed: u64,
+    ignored: u64,
+}
+
+impl AddAssign for Counts {
+    fn add_assign(&mut self, other: Counts) {
+        self.passed += other.passed;
+        self.failed += other.failed;
+        self.ignored += other.ignored;
+    }
+}
+
+/// Parses a harness line such as
+/// `test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s`.
+fn parse_test_result(line: &str) -> Option<Counts> {
+    let rest = line.trim().strip_prefix("test result: ")?;
+    let (_outcome, rest) = rest.split_once(". ")?;
+    let mut counts = Counts::default();
+    for part in rest.split(';') {
+        let Some((number, what)) = part.trim().split_once(' ') else {
+            continue;
+        };
+        let Ok(number) = number.parse() else {
+            continue;
+        };
+        match what {
+            "passed" => counts.passed = number,
+            "failed" => counts.failed = number,
+            "ignored" => counts.ignored = number,
+            _ => {}
+        }
+    }
+    Some(counts)
+}
+
+/// Copies `input` to `output` as it arrives, and sums the `test result:`
+/// lines in it.
+fn tee_and_count(mut input: impl Read, mut output: impl Write) -> io::Result<Counts> {
+    let mut counts = Counts::default();
+    let mut buf = [0; 8192];
+    let mut line = Vec::new();
+    loop {
+        let n = match input.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
+            Err(err) => return Err(err),
+        };
+        output.write_all(&buf[..n])?;
+        output.flush()?;
+        for &byte in &buf[..n] {
+            if byte == b'\n' {
+                counts += parse_test_result(&String::from_utf8_lossy(&line)).unwrap_or_default();
+                line.clear();
+            } else {
+                line.push(byte);
+            }
+        }
+    }
+    counts += parse_test_result(&String::from_utf8_lossy(&line)).unwrap_or_default();
+    Ok(counts)
+}
+
+/// Whether any workspace member has an integration test target
+/// (`cargo test --test '*'` fails when none has).
+fn has_integration_tests() -> Result<bool> {
+    let output = Command::new(cargo())
+        .current_dir(project_root())
+        .args(["metadata", "--format-version", "1", "--no-deps"])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running `cargo metadata`")?;
+    anyhow::ensure!(
+        output.status.success(),
+        "`cargo metadata` failed ({})",
+        output.status
+    );
+    // Compact JSON: a test target reads `"kind":["test"]`.
+    Ok(String::from_utf8_lossy(&output.stdout).contains(r#""kind":["test"]"#))
+}
+
+/// The cargo that runs this xtask, or `cargo` from `PATH`.
+fn cargo() -> OsString {
+    std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into())
+}
+
+/// `arg` as a shell would need it typed, for the commands we echo.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,+@%".contains(c));
+    if plain {
+        arg.to_owned()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}
+
+/// Prints a phase header.
+fn header(title: &str) {
+    println!("\n==> {title}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_passing_and_failing_results() {
+        assert_eq!(
+            parse_test_result(
+                "test result: ok. 5 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.01s"
+            ),
+            Some(Counts {
+                passed: 5,
+                failed: 0,
+                ignored: 1
+            })
+        );
+        assert_eq!(
+            parse_test_result(
+                "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 4 filtered out; finished in 1.20s"
+            ),
+            Some(Counts {
+                passed: 3,
+                failed: 2,
+                ignored: 0
+            })
+        );
+        assert_eq!(parse_test_result("test foo ... ok"), None);
+        assert_eq!(parse_test_result("running 5 tests"), None);
+    }
+
+    #[test]
+    fn tee_copies_everything_and_sums_results() {
+        let input = "running 1 test\ntest a ... ok\n\n\
+                     test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
+                     test result: FAILED. 2 passed; 1 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.00s";
+        let mut output = Vec::new();
+        let counts = tee_and_count(input.as_bytes(), &mut output).expect("in-memory I/O");
+        assert_eq!(output, input.as_bytes());
+        assert_eq!(
+            counts,
+            Counts {
+                passed: 3,
+                failed: 1,
+                ignored: 3
+            }
+        );
+    }
+
+    #[test]
+    fn shell_quote_quotes_only_what_needs_it() {
+        assert_eq!(shell_quote("--lib"), "--lib");
+        assert_eq!(shell_quote("*"), "'*'");
+        assert_eq!(shell_quote("it's"), r"'it'\''s'");
+        assert_eq!(shell_quote(""), "''");
+    }
+
+    #[test]
+    fn summary_marks_skipped_and_failed_phases() {
+        let mut phase = Phase::new("local");
+        phase.skipped = Some("no java".into());
+        assert_eq!(
+            phase.summary(),
+            "local: 0 passed; 0 failed; 0 ignored (NOT RUN: no java)"
+        );
+        let mut phase = Phase::new("unit");
+        phase.errors.push("boom".into());
+        assert_eq!(
+            phase.summary(),
+            "unit:  0 passed; 0 failed; 0 ignored (FAILED)"
+        );
+    }
+}
