@@ -1,0 +1,116 @@
+//! Process-level guarantees of every consumer implementation, measured on the
+//! whole test process: an idle consumer costs (almost) no CPU, and dropping a
+//! stream and its consumer is quick and leaves no thread behind.
+//!
+//! One test runs the implementations one after another, so that nothing else
+//! in this process disturbs the CPU and thread counts.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Implementation, build, consumer_config, env, next_within};
+use tiered_kafka::api::{ConsumerTier, StringSerde};
+
+/// Generous: an idle consumer should be near 0%; a busy-spinning one is at 100%.
+const MAX_IDLE_CPU_SHARE: f64 = 0.02;
+const IDLE_WINDOW: Duration = Duration::from_secs(3);
+const MAX_DROP_TIME: Duration = Duration::from_secs(1);
+
+const IMPLEMENTATIONS: [Implementation; 3] = [
+    Implementation::Fast(ConsumerTier::Standard),
+    Implementation::Fast(ConsumerTier::Buffered { batch_size: 32 }),
+    Implementation::Fast(ConsumerTier::Dedicated),
+];
+
+/// CPU time used by this process so far (all threads, user + system).
+fn process_cpu_time() -> Duration {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: `now` is a valid, writable timespec.
+    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
+    assert_eq!(status, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
+    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
+}
+
+fn thread_count() -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .count()
+}
+
+#[test]
+fn idle_consumers_sleep_and_dropped_consumers_leave_nothing_behind() {
+    let env = env();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topic = env.unique_topic("idle");
+    env.create_topic(&topic, 2).expect("topic");
+
+    // The broker's own idle cost (the mock cluster runs in this process).
+    let cpu = process_cpu_time();
+    let wall = Instant::now();
+    std::thread::sleep(IDLE_WINDOW);
+    let baseline = (process_cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+    println!(
+        "broker and test process idle: {:.2}% of a core",
+        baseline * 100.0
+    );
+
+    for implementation in IMPLEMENTATIONS {
+        let threads_before = thread_count();
+        let consumer = build(
+            implementation,
+            consumer_config(&env, &env.unique_group("idle")),
+            StringSerde,
+            StringSerde,
+        );
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let mut stream = consumer.stream();
+        runtime.block_on(async {
+            // Let the group settle: joining and fetching offsets is not idling.
+            assert!(next_within(&mut stream, Duration::from_secs(2)).await.is_none(), "the topic is empty");
+            let cpu = process_cpu_time();
+            let wall = Instant::now();
+            assert!(next_within(&mut stream, IDLE_WINDOW).await.is_none(), "the topic is empty");
+            let share = (process_cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+            let consumer_share = share - baseline;
+            println!(
+                "{implementation:?}: idle process {:.2}% of a core, consumer {:.2}% over {IDLE_WINDOW:?}",
+                share * 100.0,
+                consumer_share * 100.0
+            );
+            assert!(
+                consumer_share < MAX_IDLE_CPU_SHARE,
+                "{implementation:?} idles at {:.1}% of a core",
+                consumer_share * 100.0
+            );
+        });
+
+        let threads_running = thread_count();
+        let started = Instant::now();
+        drop(stream);
+        drop(consumer);
+        let drop_time = started.elapsed();
+        let threads_after = thread_count();
+        println!(
+            "{implementation:?}: dropped in {drop_time:?}; threads {threads_before} before, {threads_running} running, {threads_after} after"
+        );
+        assert!(
+            drop_time < MAX_DROP_TIME,
+            "{implementation:?} took {drop_time:?} to drop"
+        );
+        assert!(
+            threads_running > threads_before,
+            "the consumer runs librdkafka threads"
+        );
+        assert_eq!(
+            threads_after, threads_before,
+            "{implementation:?} left threads behind"
+        );
+    }
+}
