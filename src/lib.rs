@@ -48,3 +48,8 @@ pub mod prelude {
     };
     pub use consumer_fast::{Consumer, TieredConsumer};
 }
+
+/// The README's code blocks, compiled as doctests so they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
