@@ -77,6 +77,7 @@ async fn reads_every_message_once(implementation: Implementation) {
 fn implementation_tier(implementation: Implementation) -> Option<ConsumerTier> {
     match implementation {
         Implementation::Fast(tier) => Some(tier),
+        Implementation::Legacy => None,
     }
 }
 

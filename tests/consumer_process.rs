@@ -17,10 +17,11 @@ const MAX_IDLE_CPU_SHARE: f64 = 0.02;
 const IDLE_WINDOW: Duration = Duration::from_secs(3);
 const MAX_DROP_TIME: Duration = Duration::from_secs(1);
 
-const IMPLEMENTATIONS: [Implementation; 3] = [
+const IMPLEMENTATIONS: [Implementation; 4] = [
     Implementation::Fast(ConsumerTier::Standard),
     Implementation::Fast(ConsumerTier::Buffered { batch_size: 32 }),
     Implementation::Fast(ConsumerTier::Dedicated),
+    Implementation::Legacy,
 ];
 
 /// CPU time used by this process so far (all threads, user + system).

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
+use consumer_legacy::KafkaConsumer;
 use futures_util::StreamExt;
 use kafka_test_env::{BrokerKind, KafkaTestEnv, ProducedRecord};
 use tiered_kafka::api::{
@@ -25,6 +26,8 @@ pub fn env() -> KafkaTestEnv {
 pub enum Implementation {
     /// `consumer-fast` in a tier.
     Fast(ConsumerTier),
+    /// `consumer-legacy`: the `StreamConsumer`-based `KafkaConsumer`.
+    Legacy,
 }
 
 /// A consumer configuration for the test broker: earliest, no auto-commit,
@@ -54,6 +57,10 @@ pub fn build<K: Send + 'static, V: Send + 'static>(
         Implementation::Fast(tier) => Box::new(
             TieredConsumer::with_config(config, tier, Box::new(key_serde), Box::new(value_serde))
                 .expect("fast consumer builds"),
+        ),
+        Implementation::Legacy => Box::new(
+            KafkaConsumer::with_config(config, key_serde, value_serde)
+                .expect("legacy consumer builds"),
         ),
     }
 }
@@ -141,6 +148,12 @@ macro_rules! contract_tests {
                     tiered_kafka::api::ConsumerTier::Dedicated,
                 ))
                 .await
+            })*
+        }
+        mod legacy {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body($crate::common::Implementation::Legacy).await
             })*
         }
     };

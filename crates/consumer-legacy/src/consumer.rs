@@ -1,0 +1,697 @@
+//! [`KafkaConsumer`]: a `StreamConsumer` that hands out deserialized messages.
+
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::time::{Duration, Instant};
+
+use consumer_api::{
+    ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
+    MessageStream, Serde,
+};
+use futures_core::Stream;
+use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerGroupMetadata, StreamConsumer};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::util::AsyncRuntime;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::builder::ConsumerBuilder;
+use crate::context::{LegacyConsumerContext, LegacyContext, TrackingContext};
+use crate::stream::LegacyStream;
+
+/// The rdkafka consumer underneath.
+type Inner<C> = StreamConsumer<TrackingContext<C>, WakeRuntime>;
+
+/// A Kafka consumer on rdkafka's `StreamConsumer`: the plan's "current"
+/// consumer, kept as the default so that existing code works unchanged, with
+/// a way out to the fast consumer ([`into_fast_consumer`](Self::into_fast_consumer)).
+///
+/// `K` and `V` are the key and value types, `KS` and `VS` their
+/// [`Serde`]s, `C` the application's [context](LegacyConsumerContext).
+///
+/// It keeps the same promises as the fast consumer:
+///
+/// - **At-least-once.** An offset is recorded only when its message is handed
+///   to the application (by [`stream`](Self::stream), [`poll`](Self::poll) or
+///   [`mark_delivered`](Self::mark_delivered)); [`commit`](Self::commit)
+///   commits exactly those. When partitions are revoked, their recorded
+///   offsets are committed before the revocation completes, then forgotten.
+///   With `enable.auto.commit` on (librdkafka's default), each recorded
+///   offset is also stored, so automatic commits cover exactly the same.
+/// - **Bad data is per message.** A key or value that cannot be deserialized
+///   is yielded as [`ConsumerError::Deserialize`] and counts as delivered.
+/// - **Tombstones** are messages with `value: None`.
+/// - **No busy waiting.** Streams are woken by librdkafka's queue non-empty
+///   callback.
+///
+/// It starts no thread of its own. Created inside a Tokio runtime, it spawns
+/// rdkafka's small keep-alive task, which wakes idle streams every half
+/// `max.poll.interval.ms` so that an idle consumer keeps its group membership;
+/// created outside one, it works the same, and an application idle for longer
+/// than `max.poll.interval.ms` sees one `MaxPollExceeded` Kafka error and
+/// rejoins.
+///
+/// # Examples
+///
+/// ```no_run
+/// use consumer_api::{ConsumerConfig, JsonSerde, StringSerde};
+/// use consumer_legacy::KafkaConsumer;
+/// use futures_util::StreamExt;
+///
+/// # async fn run() -> Result<(), consumer_api::ConsumerError> {
+/// let consumer: KafkaConsumer<String, serde_json::Value, _, _> =
+///     KafkaConsumer::with_config(ConsumerConfig::new("localhost:9092", "billing"), StringSerde, JsonSerde)?;
+/// consumer.subscribe(&["orders"])?;
+/// let mut messages = consumer.stream();
+/// while let Some(result) = messages.next().await {
+///     match result {
+///         Ok(message) => println!("{message}: {:?}", message.value),
+///         Err(error) => eprintln!("skipping: {error}"),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+pub struct KafkaConsumer<K, V, KS, VS, C = LegacyContext>
+where
+    C: LegacyConsumerContext,
+{
+    consumer: Inner<C>,
+    config: ConsumerConfig,
+    key_serde: KS,
+    value_serde: VS,
+    /// `enable.auto.commit` is on: store each recorded offset in librdkafka.
+    store_offsets: bool,
+    transactional: bool,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug for KafkaConsumer<K, V, KS, VS, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaConsumer")
+            .field("brokers", &self.config.brokers)
+            .field("group_id", &self.config.group_id)
+            .field("transactional", &self.transactional)
+            .field("book", &self.consumer.context().book)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KafkaConsumer<(), (), (), (), LegacyContext> {
+    /// A [`ConsumerBuilder`], for a custom context or a transactional
+    /// consumer; the same as [`ConsumerBuilder::new`].
+    ///
+    /// ```no_run
+    /// use consumer_api::StringSerde;
+    /// use consumer_legacy::KafkaConsumer;
+    ///
+    /// let consumer: KafkaConsumer<String, String, _, _> = KafkaConsumer::builder()
+    ///     .brokers("localhost:9092")
+    ///     .group_id("audit")
+    ///     .key_serde(StringSerde)
+    ///     .value_serde(StringSerde)
+    ///     .build()?;
+    /// # Ok::<(), consumer_api::ConsumerError>(())
+    /// ```
+    pub fn builder() -> ConsumerBuilder {
+        ConsumerBuilder::new()
+    }
+}
+
+impl<K, V, KS, VS> KafkaConsumer<K, V, KS, VS>
+where
+    KS: Serde<K>,
+    VS: Serde<V>,
+{
+    /// A consumer of `brokers` in `group_id` with librdkafka's defaults.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_config`](Self::with_config).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use consumer_api::{BytesSerde, StringSerde};
+    /// use consumer_legacy::KafkaConsumer;
+    ///
+    /// let consumer: KafkaConsumer<String, Vec<u8>, _, _> =
+    ///     KafkaConsumer::new("localhost:9092", "ingest", StringSerde, BytesSerde)?;
+    /// # Ok::<(), consumer_api::ConsumerError>(())
+    /// ```
+    pub fn new(
+        brokers: &str,
+        group_id: &str,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> Result<Self, ConsumerError> {
+        Self::with_config(
+            ConsumerConfig::new(brokers, group_id),
+            key_serde,
+            value_serde,
+        )
+    }
+
+    /// A consumer built from a [`ConsumerConfig`]. Its `performance_tier` is
+    /// not used here (this is the legacy consumer); it is kept for
+    /// [`into_fast_consumer`](Self::into_fast_consumer).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Config`] for an invalid configuration, naming the
+    /// field or librdkafka property; [`ConsumerError::Kafka`] when librdkafka
+    /// cannot create the client. An unreachable broker is not an error here:
+    /// the stream reports it.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use consumer_api::{AutoOffsetReset, ConsumerConfig, StringSerde};
+    /// use consumer_legacy::KafkaConsumer;
+    ///
+    /// let mut config = ConsumerConfig::new("localhost:9092", "billing");
+    /// config.auto_offset_reset = Some(AutoOffsetReset::Earliest);
+    /// config.enable_auto_commit = Some(false);
+    /// let consumer: KafkaConsumer<String, String, _, _> =
+    ///     KafkaConsumer::with_config(config, StringSerde, StringSerde)?;
+    /// # Ok::<(), consumer_api::ConsumerError>(())
+    /// ```
+    pub fn with_config(
+        config: ConsumerConfig,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> Result<Self, ConsumerError> {
+        Self::create(config, key_serde, value_serde, LegacyContext, false)
+    }
+}
+
+impl<K, V, KS, VS, C> KafkaConsumer<K, V, KS, VS, C>
+where
+    KS: Serde<K>,
+    VS: Serde<V>,
+    C: LegacyConsumerContext,
+{
+    /// Creates the consumer; `transactional` turns off its own commits.
+    pub(crate) fn create(
+        mut config: ConsumerConfig,
+        key_serde: KS,
+        value_serde: VS,
+        context: C,
+        transactional: bool,
+    ) -> Result<Self, ConsumerError> {
+        if transactional
+            && config.enable_auto_commit.is_none()
+            && !config.extra.contains_key("enable.auto.commit")
+        {
+            config.enable_auto_commit = Some(false);
+        }
+        let auto_commit = config
+            .client_config()?
+            .get("enable.auto.commit")
+            .is_none_or(|value| {
+                !matches!(
+                    value.trim().to_ascii_lowercase().as_str(),
+                    "false" | "f" | "0"
+                )
+            });
+        if transactional && auto_commit {
+            return Err(ConfigError::Invalid {
+                field: "enable_auto_commit".to_owned(),
+                value: "true".to_owned(),
+                reason: "a transactional consumer's offsets are committed by the producer's \
+                         transaction, never automatically"
+                    .to_owned(),
+            }
+            .into());
+        }
+        let consumer: Inner<C> =
+            config.create_with_context(TrackingContext::new(context, !transactional))?;
+        tracing::debug!(
+            brokers = %config.brokers,
+            group_id = %config.group_id,
+            transactional,
+            auto_commit,
+            "legacy consumer created"
+        );
+        Ok(KafkaConsumer {
+            consumer,
+            config,
+            key_serde,
+            value_serde,
+            store_offsets: auto_commit,
+            transactional,
+            _types: PhantomData,
+        })
+    }
+
+    /// Waits up to `timeout` for the next message.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe: a message is taken from librdkafka only when it is
+    /// returned.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Timeout`] when nothing arrived in time;
+    /// [`ConsumerError::Deserialize`] for a message that cannot be
+    /// deserialized (it counts as delivered); [`ConsumerError::Kafka`] for an
+    /// error librdkafka reports; [`ConsumerError::Misuse`] outside a Tokio
+    /// runtime (the timeout needs its timer).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// use std::time::Duration;
+    ///
+    /// # async fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
+    /// match consumer.poll(Duration::from_secs(1)).await {
+    ///     Ok(message) => println!("{message}"),
+    ///     Err(ConsumerError::Timeout(_)) => println!("nothing within a second"),
+    ///     Err(error) => return Err(error),
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn poll(&self, timeout: Duration) -> Result<Message<K, V>, ConsumerError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConsumerError::Misuse(
+                "KafkaConsumer::poll needs a Tokio runtime with timers".to_owned(),
+            ));
+        }
+        let mut stream = self.stream();
+        let next = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
+        match tokio::time::timeout(timeout, next).await {
+            Ok(Some(result)) => result,
+            Ok(None) => Err(ConsumerError::Closed),
+            Err(_) => Err(ConsumerError::Timeout(timeout)),
+        }
+    }
+
+    /// A stream of this consumer's deserialized messages. See
+    /// [`LegacyStream`] for cancel safety and threading.
+    ///
+    /// Read through one stream at a time: two streams share the messages
+    /// between them.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// use futures_util::StreamExt;
+    ///
+    /// # async fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
+    /// let mut orders = consumer.stream().filter_map(|result| std::future::ready(result.ok()));
+    /// while let Some(order) = orders.next().await {
+    ///     println!("{order}");
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn stream(&self) -> LegacyStream<'_, K, V, KS, VS, C> {
+        LegacyStream::new(self, self.consumer.stream())
+    }
+
+    /// Deserializes and records a polled record; `None` when it is stale.
+    pub(crate) fn hand_out(
+        &self,
+        generation: u64,
+        record: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Option<Result<Message<K, V>, ConsumerError>> {
+        use rdkafka::Message as _;
+        if !self.record(
+            generation,
+            record.topic(),
+            record.partition(),
+            record.offset(),
+        ) {
+            tracing::debug!(
+                topic = record.topic(),
+                partition = record.partition(),
+                offset = record.offset(),
+                "dropping a message of a revoked partition"
+            );
+            return None;
+        }
+        Some(Message::from_kafka(
+            record,
+            &self.key_serde,
+            &self.value_serde,
+        ))
+    }
+
+    /// Moves to the fast consumer (the plan's Phase 6): commits the offsets of
+    /// what this consumer handed out, leaves the group, and returns a
+    /// [`consumer_fast::Consumer`] with the same configuration, group,
+    /// subscription and serdes. It continues from the next message: nothing
+    /// handed out is read again, nothing is skipped.
+    ///
+    /// Pick the tier with the stream you open on it, or wrap it in a
+    /// [`TieredConsumer`](consumer_fast::TieredConsumer).
+    ///
+    /// This blocks while the legacy consumer leaves the group (one broker
+    /// round trip), like dropping it.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the commit fails: the legacy consumer is
+    /// closed (its revocation commits once more on the way out); build a fast
+    /// consumer with [`Consumer::with_config`](consumer_fast::Consumer::with_config)
+    /// to carry on, at least once. [`ConsumerError::Misuse`] for a
+    /// [transactional](ConsumerBuilder::transactional) consumer (its offsets
+    /// belong to the producer's transactions). As
+    /// [`Consumer::with_config`](consumer_fast::Consumer::with_config) and
+    /// [`subscribe`](consumer_fast::Consumer::subscribe) for the fast consumer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// use consumer_api::{ConsumerTier, KafkaStreamConsumer};
+    /// use consumer_fast::TieredConsumer;
+    ///
+    /// # fn run(legacy: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
+    /// let fast = TieredConsumer::new(legacy.into_fast_consumer()?, ConsumerTier::Dedicated);
+    /// let messages = fast.stream();
+    /// # Ok(()) }
+    /// ```
+    pub fn into_fast_consumer(self) -> Result<consumer_fast::Consumer<K, V>, ConsumerError>
+    where
+        K: 'static,
+        V: 'static,
+        KS: 'static,
+        VS: 'static,
+    {
+        if self.transactional {
+            return Err(ConsumerError::Misuse(
+                "a transactional consumer cannot become a fast consumer: its offsets are \
+                 committed by the producer's transactions"
+                    .to_owned(),
+            ));
+        }
+        let topics = self.subscription()?;
+        self.commit()?;
+        let handed_out = self.consumer.context().book.snapshot();
+        let KafkaConsumer {
+            consumer,
+            config,
+            key_serde,
+            value_serde,
+            ..
+        } = self;
+        let closing = Instant::now();
+        drop(consumer);
+        tracing::debug!(elapsed = ?closing.elapsed(), "legacy consumer left the group");
+        let fast = consumer_fast::Consumer::with_config(
+            config,
+            Box::new(key_serde),
+            Box::new(value_serde),
+        )?;
+        if !topics.is_empty() {
+            let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
+            fast.subscribe(&topics)?;
+        }
+        tracing::info!(
+            ?topics,
+            committed = ?handed_out,
+            "moved from the legacy consumer to the fast consumer"
+        );
+        Ok(fast)
+    }
+}
+
+impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
+    /// Subscribes to `topics`, replacing any earlier subscription.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses the subscription.
+    pub fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
+        Ok(self.consumer.subscribe(topics)?)
+    }
+
+    /// rdkafka's own message stream, of undeserialized `BorrowedMessage`s.
+    ///
+    /// Messages read here are **not** recorded: [`commit`](Self::commit)
+    /// covers one only after [`mark_delivered`](Self::mark_delivered).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// use futures_util::StreamExt;
+    /// use rdkafka::Message as _;
+    ///
+    /// # async fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
+    /// let mut raw = consumer.raw_stream();
+    /// while let Some(record) = raw.next().await {
+    ///     let record = record?;
+    ///     println!("{} bytes", record.payload().map_or(0, <[u8]>::len));
+    ///     consumer.mark_delivered(&record);
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn raw_stream(&self) -> rdkafka::consumer::MessageStream<'_, TrackingContext<C>> {
+        self.consumer.stream()
+    }
+
+    /// Records a message read from [`raw_stream`](Self::raw_stream) as handed
+    /// to the application, so that [`commit`](Self::commit) covers it.
+    pub fn mark_delivered<M: rdkafka::Message>(&self, message: &M) {
+        let generation = self.consumer.context().book.generation();
+        self.record(
+            generation,
+            message.topic(),
+            message.partition(),
+            message.offset(),
+        );
+    }
+
+    /// Records a polled message as handed out; `false` when its partition was
+    /// revoked since `generation`.
+    fn record(&self, generation: u64, topic: &str, partition: i32, offset: i64) -> bool {
+        if !self
+            .consumer
+            .context()
+            .book
+            .deliver(generation, topic, partition, offset)
+        {
+            return false;
+        }
+        if self.store_offsets
+            // `rd_kafka_offset_store` stores `offset + 1`, the next offset.
+            && let Err(error) = self.consumer.store_offset(topic, partition, offset)
+        {
+            // Only for a partition no longer assigned: its offsets were
+            // committed when it was revoked.
+            tracing::debug!(%topic, partition, offset, %error, "cannot store offset");
+        }
+        true
+    }
+
+    pub(crate) fn book_generation(&self) -> u64 {
+        self.consumer.context().book.generation()
+    }
+
+    /// Commits, synchronously, the offsets of every message handed to the
+    /// application so far (including messages whose deserialization error was
+    /// handed out). Nothing else: messages librdkafka has fetched but not
+    /// handed out are not covered.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker refuses the commit or cannot
+    /// be reached (nothing to commit is not an error);
+    /// [`ConsumerError::Misuse`] for a
+    /// [transactional](ConsumerBuilder::transactional) consumer.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// use futures_util::StreamExt;
+    ///
+    /// # async fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
+    /// let batch: Vec<_> = consumer.stream().take(100).collect().await;
+    /// // ... process the batch ...
+    /// consumer.commit()?; // exactly those 100
+    /// # Ok(()) }
+    /// ```
+    pub fn commit(&self) -> Result<(), ConsumerError> {
+        if self.transactional {
+            return Err(ConsumerError::Misuse(
+                "a transactional consumer's offsets are committed with the producer's \
+                 send_offsets_to_transaction (see KafkaConsumer::current_offsets)"
+                    .to_owned(),
+            ));
+        }
+        let offsets = self.consumer.context().book.snapshot();
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        match self.consumer.commit(&offsets, CommitMode::Sync) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The position of each assigned partition: the offset of the next message
+    /// the application will be handed (`Offset::Invalid` where it has been
+    /// handed none yet). For a transactional consumer, the offsets to pass to
+    /// `send_offsets_to_transaction` (which leaves out the invalid ones).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// # fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
+    /// for element in consumer.current_offsets()?.elements() {
+    ///     println!("{}/{} next at {:?}", element.topic(), element.partition(), element.offset());
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
+        let assignment = self.consumer.assignment()?;
+        let book = &self.consumer.context().book;
+        let mut positions = TopicPartitionList::with_capacity(assignment.count());
+        for element in assignment.elements() {
+            let offset = book
+                .position(element.topic(), element.partition())
+                .map_or(Offset::Invalid, Offset::Offset);
+            positions.add_partition_offset(element.topic(), element.partition(), offset)?;
+        }
+        Ok(positions)
+    }
+
+    /// The group metadata a transactional producer passes to
+    /// `send_offsets_to_transaction`, so that the group's offsets commit with
+    /// its transaction. `None` before the client has a group handle.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use consumer_api::{ConsumerError, StringSerde};
+    /// # use consumer_legacy::KafkaConsumer;
+    /// use std::time::Duration;
+    /// use rdkafka::producer::{BaseProducer, Producer};
+    ///
+    /// # fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>, producer: BaseProducer) -> Result<(), Box<dyn std::error::Error>> {
+    /// producer.begin_transaction()?;
+    /// // ... produce what the consumed messages became ...
+    /// // Positions of partitions with nothing handed out are invalid offsets,
+    /// // which librdkafka leaves out.
+    /// let offsets = consumer.current_offsets()?;
+    /// let metadata = consumer.group_metadata().ok_or("no group metadata")?;
+    /// producer.send_offsets_to_transaction(&offsets, &metadata, Duration::from_secs(10))?;
+    /// producer.commit_transaction(Duration::from_secs(10))?;
+    /// # Ok(()) }
+    /// ```
+    pub fn group_metadata(&self) -> Option<ConsumerGroupMetadata> {
+        self.consumer.group_metadata()
+    }
+
+    /// The partitions assigned to this consumer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot tell.
+    pub fn assignment(&self) -> Result<TopicPartitionList, ConsumerError> {
+        Ok(self.consumer.assignment()?)
+    }
+
+    /// The group's committed offsets for the assigned partitions, asked of the
+    /// broker.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker cannot be asked in time.
+    pub fn committed(&self, timeout: Duration) -> Result<TopicPartitionList, ConsumerError> {
+        Ok(self.consumer.committed(timeout)?)
+    }
+
+    /// The application's context, as given to
+    /// [`ConsumerBuilder::context`] ([`LegacyContext`] otherwise).
+    pub fn context(&self) -> &C {
+        self.consumer.context().inner()
+    }
+
+    /// The configuration this consumer was built from.
+    pub fn config(&self) -> &ConsumerConfig {
+        &self.config
+    }
+
+    /// The subscribed topics (or patterns), as given to `subscribe`.
+    fn subscription(&self) -> Result<Vec<String>, ConsumerError> {
+        let mut topics: Vec<String> = Vec::new();
+        for element in self.consumer.subscription()?.elements() {
+            if !topics.iter().any(|t| t == element.topic()) {
+                topics.push(element.topic().to_owned());
+            }
+        }
+        Ok(topics)
+    }
+}
+
+impl<K, V, KS, VS, C> KafkaStreamConsumer<K, V> for KafkaConsumer<K, V, KS, VS, C>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    KS: Serde<K> + 'static,
+    VS: Serde<V> + 'static,
+    C: LegacyConsumerContext,
+{
+    fn stream(&self) -> MessageStream<'_, K, V> {
+        Box::pin(KafkaConsumer::stream(self))
+    }
+
+    fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
+        KafkaConsumer::subscribe(self, topics)
+    }
+
+    fn commit(&self) -> Result<(), ConsumerError> {
+        KafkaConsumer::commit(self)
+    }
+
+    fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
+        KafkaConsumer::current_offsets(self)
+    }
+
+    fn tier(&self) -> Option<ConsumerTier> {
+        None
+    }
+}
+
+/// The async runtime rdkafka's `StreamConsumer` spawns its keep-alive task on.
+///
+/// rdkafka's `TokioRuntime` calls `tokio::spawn`, which panics outside a Tokio
+/// runtime; this one spawns on the current runtime when there is one and
+/// otherwise does without the keep-alive (see [`KafkaConsumer`]).
+pub(crate) struct WakeRuntime;
+
+impl AsyncRuntime for WakeRuntime {
+    type Delay = tokio::time::Sleep;
+
+    fn spawn<T>(task: T)
+    where
+        T: Future<Output = ()> + Send + 'static,
+    {
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) => drop(runtime.spawn(task)),
+            Err(_) => tracing::debug!(
+                "created outside a Tokio runtime: no keep-alive wake-ups for idle streams"
+            ),
+        }
+    }
+
+    fn delay_for(duration: Duration) -> Self::Delay {
+        tokio::time::sleep(duration)
+    }
+}

@@ -1,0 +1,98 @@
+//! [`LegacyStream`]: deserialized messages over rdkafka's `MessageStream`.
+
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use consumer_api::{ConsumerError, Message, Serde};
+use futures_core::Stream;
+
+use crate::consumer::KafkaConsumer;
+use crate::context::{LegacyConsumerContext, TrackingContext};
+
+/// The stream of a [`KafkaConsumer`], from [`KafkaConsumer::stream`]: each
+/// item is a deserialized [`Message`], or the error of one record or of
+/// librdkafka.
+///
+/// It never ends and never blocks: when librdkafka has nothing ready it
+/// returns `Pending` and is woken by librdkafka's queue non-empty callback.
+/// Rebalances, commit results and statistics are served inside `poll_next`,
+/// on the task polling the stream; a revocation commits synchronously there
+/// (one broker round trip).
+///
+/// # Cancel safety
+///
+/// Dropping a pending `next()` loses nothing: a message is taken from
+/// librdkafka, recorded and deserialized only inside a `poll_next` that
+/// returns it. Dropping the stream drops nothing either: the next stream
+/// continues where this one stopped.
+///
+/// # Examples
+///
+/// ```no_run
+/// # use consumer_api::{ConsumerError, JsonSerde, StringSerde};
+/// # use consumer_legacy::KafkaConsumer;
+/// use futures_util::StreamExt;
+///
+/// # async fn run(consumer: KafkaConsumer<String, serde_json::Value, StringSerde, JsonSerde>) -> Result<(), ConsumerError> {
+/// let mut messages = consumer.stream();
+/// while let Some(result) = messages.next().await {
+///     match result {
+///         Ok(message) if message.is_tombstone() => println!("{message}: deleted"),
+///         Ok(message) => println!("{message}: {:?}", message.value),
+///         Err(ConsumerError::Deserialize { raw, .. }) => eprintln!("dead letter: {raw:?}"),
+///         Err(error) => return Err(error),
+///     }
+/// }
+/// # Ok(()) }
+/// ```
+#[must_use = "streams do nothing unless polled"]
+pub struct LegacyStream<'a, K, V, KS, VS, C: LegacyConsumerContext> {
+    consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
+    raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
+}
+
+impl<'a, K, V, KS, VS, C: LegacyConsumerContext> LegacyStream<'a, K, V, KS, VS, C> {
+    pub(crate) fn new(
+        consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
+        raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
+    ) -> Self {
+        LegacyStream { consumer, raw }
+    }
+}
+
+impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug for LegacyStream<'_, K, V, KS, VS, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyStream").finish_non_exhaustive()
+    }
+}
+
+impl<K, V, KS, VS, C> Stream for LegacyStream<'_, K, V, KS, VS, C>
+where
+    KS: Serde<K>,
+    VS: Serde<V>,
+    C: LegacyConsumerContext,
+{
+    type Item = Result<Message<K, V>, ConsumerError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        loop {
+            // Read before polling: a revocation served by another stream's
+            // poll in between makes this message stale.
+            let generation = this.consumer.book_generation();
+            match Pin::new(&mut this.raw).poll_next(cx) {
+                Poll::Ready(Some(Ok(record))) => {
+                    if let Some(item) = this.consumer.hand_out(generation, &record) {
+                        return Poll::Ready(Some(item));
+                    }
+                    // Its partition was revoked since: the new owner reads it.
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    return Poll::Ready(Some(Err(ConsumerError::Kafka(error))));
+                }
+                Poll::Ready(None) => return Poll::Ready(None),
+                Poll::Pending => return Poll::Pending,
+            }
+        }
+    }
+}
