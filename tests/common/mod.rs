@@ -16,6 +16,11 @@ use tiered_kafka::fast::TieredConsumer;
 
 /// The broker `KAFKA_TEST_BROKER` names (the embedded mock by default).
 pub fn env() -> KafkaTestEnv {
+    // Logs (ours and librdkafka's) go to the test output when RUST_LOG asks.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let env = KafkaTestEnv::from_env().unwrap_or_else(|error| panic!("no test broker: {error}"));
     println!("broker: {}", env.kind());
     env

@@ -157,7 +157,11 @@ impl<K, V> Consumer<K, V> {
         key_serde: Box<dyn Serde<K>>,
         value_serde: Box<dyn Serde<V>>,
     ) -> Result<Self, ConsumerError> {
-        let base = config.create_with_context(FastContext::new())?;
+        let context = match config.session_timeout_ms {
+            Some(ms) => FastContext::new().with_commit_timeout(Duration::from_millis(ms)),
+            None => FastContext::new(),
+        };
+        let base = config.create_with_context(context)?;
         Self::new(base, key_serde, value_serde)
     }
 

@@ -99,6 +99,7 @@ mod docker;
 mod error;
 mod local;
 mod mock;
+mod outage;
 mod produce;
 mod record;
 mod topics;
@@ -111,6 +112,7 @@ use rdkafka::config::ClientConfig;
 
 pub use crate::choice::{BROKER_ENV_VAR, BrokerChoice, BrokerKind};
 pub use crate::error::TestEnvError;
+pub use crate::outage::BrokerOutage;
 pub use crate::record::{ProducedRecord, TestRecord};
 
 use crate::mock::MockBroker;
@@ -410,6 +412,26 @@ impl KafkaTestEnv {
         records: impl IntoIterator<Item = TestRecord>,
     ) -> Result<Vec<ProducedRecord>, TestEnvError> {
         produce::produce(self.producer()?, topic, records)
+    }
+
+    /// Takes the broker away until the returned guard is dropped: the mock's
+    /// broker is set down; the local Apache Kafka is stopped and started
+    /// again with its data. Other tests using the same broker at the
+    /// same time suffer too: run outage tests alone in their test binary.
+    ///
+    /// # Errors
+    ///
+    /// [`TestEnvError::Unsupported`] for Docker and external brokers, or when
+    /// the local broker cannot be signalled.
+    pub fn broker_outage(&self) -> Result<BrokerOutage<'_>, TestEnvError> {
+        match (&self.kind, &self.backend) {
+            (_, Backend::Mock(mock)) => Ok(BrokerOutage::mock(mock)),
+            (BrokerKind::Local { .. }, _) => BrokerOutage::stop_local(local::broker_pid()?),
+            (kind, _) => Err(TestEnvError::Unsupported {
+                operation: "broker_outage",
+                broker: kind.to_string(),
+            }),
+        }
     }
 
     /// A client configuration for this broker: `bootstrap.servers`, plus

@@ -35,6 +35,25 @@ pub(crate) fn bootstrap_file() -> PathBuf {
     target_dir.join("kafka").join("bootstrap.txt")
 }
 
+/// The process id of the running local broker, from `broker.pid` beside the
+/// bootstrap file.
+pub(crate) fn broker_pid() -> Result<u32, TestEnvError> {
+    let path = bootstrap_file().with_file_name("broker.pid");
+    let text =
+        std::fs::read_to_string(&path).map_err(|error| TestEnvError::LocalBrokerNotRunning {
+            detail: format!("cannot read {}: {error}", path.display()),
+        })?;
+    text.trim()
+        .parse()
+        .map_err(|error| TestEnvError::LocalBrokerNotRunning {
+            detail: format!(
+                "{} holds {:?}, not a pid: {error}",
+                path.display(),
+                text.trim()
+            ),
+        })
+}
+
 /// Reads the bootstrap file and checks that the broker accepts connections.
 pub(crate) fn discover() -> Result<String, TestEnvError> {
     let path = bootstrap_file();

@@ -138,6 +138,29 @@ impl MockBroker {
     }
 }
 
+impl MockBroker {
+    /// Takes the cluster's broker down (closing and refusing connections) or
+    /// brings it back.
+    pub(crate) fn set_up(&self, up: bool) {
+        // SAFETY: live cluster; broker 1 exists (the cluster has at least
+        // one broker, numbered from 1); the call is a request to the mock
+        // cluster's thread.
+        let code = unsafe {
+            if up {
+                rdsys::rd_kafka_mock_broker_set_up(self.cluster.as_ptr(), 1)
+            } else {
+                rdsys::rd_kafka_mock_broker_set_down(self.cluster.as_ptr(), 1)
+            }
+        };
+        if code != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            tracing::error!(
+                up,
+                "the mock cluster refused to change broker 1's state: {code:?}"
+            );
+        }
+    }
+}
+
 impl Drop for MockBroker {
     fn drop(&mut self) {
         tracing::debug!(bootstrap = %self.bootstrap, "stopping librdkafka mock cluster");

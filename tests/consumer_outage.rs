@@ -1,0 +1,66 @@
+//! With the broker gone, dropping a consumer returns within a bounded time
+//! that the configuration sets: librdkafka waits up to `session.timeout.ms`
+//! for the group coordinator before it gives up on leaving the group, and the
+//! commit on revocation waits no longer than that either.
+//!
+//! One test runs the implementations in turn, since an outage disturbs
+//! anything else using the broker.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Implementation, build, consumer_config, env, next_within, take};
+use tiered_kafka::api::{ConsumerTier, StringSerde};
+
+const IMPLEMENTATIONS: [Implementation; 4] = [
+    Implementation::Fast(ConsumerTier::Standard),
+    Implementation::Fast(ConsumerTier::Buffered { batch_size: 32 }),
+    Implementation::Fast(ConsumerTier::Dedicated),
+    Implementation::Legacy,
+];
+
+/// The smallest session timeout Apache Kafka accepts by default
+/// (`group.min.session.timeout.ms`).
+const SESSION_TIMEOUT: Duration = Duration::from_secs(6);
+/// Slack for the close itself on a loaded machine.
+const MARGIN: Duration = Duration::from_secs(4);
+
+#[test]
+fn dropping_a_consumer_of_a_vanished_broker_is_bounded() {
+    let env = env();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let topic = env.unique_topic("outage");
+    env.create_topic(&topic, 2).expect("topic");
+    env.produce_test_messages(&topic, 20).expect("produce");
+
+    for implementation in IMPLEMENTATIONS {
+        let mut config = consumer_config(&env, &env.unique_group("outage"));
+        config.session_timeout_ms = Some(SESSION_TIMEOUT.as_millis() as u64);
+        let _guard = runtime.enter();
+        let consumer = build(implementation, config, StringSerde, StringSerde);
+        consumer.subscribe(&[&topic]).expect("subscribe");
+        let mut stream = consumer.stream();
+        runtime.block_on(async {
+            take(&mut stream, 20, Duration::from_secs(60)).await;
+        });
+        let outage = env.broker_outage().expect("outage");
+        runtime.block_on(async {
+            let item = next_within(&mut stream, Duration::from_secs(3)).await;
+            println!("{implementation:?}: during the outage the stream gave {item:?}");
+        });
+        let started = Instant::now();
+        drop(stream);
+        drop(consumer);
+        let drop_time = started.elapsed();
+        drop(outage);
+        println!("{implementation:?}: dropped in {drop_time:?} with the broker gone");
+        assert!(
+            drop_time < SESSION_TIMEOUT + MARGIN,
+            "{implementation:?} took {drop_time:?}, more than session.timeout.ms ({SESSION_TIMEOUT:?}) + {MARGIN:?}"
+        );
+    }
+}
