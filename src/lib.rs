@@ -5,8 +5,12 @@
 //!
 //! - [`api`] (`consumer-api`): the [`KafkaStreamConsumer`](api::KafkaStreamConsumer)
 //!   trait, messages, serdes, errors and [`ConsumerConfig`](api::ConsumerConfig).
+//! - [`legacy`] (`consumer-legacy`): the `StreamConsumer`-based
+//!   `KafkaConsumer`, the default.
 //! - [`fast`] (`consumer-fast`): the `BaseConsumer`-based consumer in three
 //!   performance tiers: Standard, Buffered, Dedicated.
+//! - [`factory`] (`consumer-factory`): `ConsumerFactory`, configuration picks
+//!   the consumer.
 //!
 //! `use tiered_kafka::prelude::*` brings in what a service needs.
 //!
@@ -21,24 +25,29 @@
 //! use futures_util::StreamExt;
 //!
 //! # async fn run() -> Result<(), ConsumerError> {
-//! let consumer = TieredConsumer::<String, String>::with_config(
-//!     ConsumerConfig::new("localhost:9092", "my-group"),
-//!     ConsumerTier::Standard,
-//!     Box::new(StringSerde),
-//!     Box::new(StringSerde),
-//! )?;
+//! # let (brokers, group_id) = ("localhost:9092", "my-group");
+//! // The plan's "opt-in via config": no tier keeps the legacy StreamConsumer.
+//! let mut config = ConsumerConfig::new(brokers, group_id);
+//! config.performance_tier = Some(ConsumerTier::Standard);
+//!
+//! let consumer = ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)?;
 //! consumer.subscribe(&["events"])?;
 //! let mut messages = consumer.stream();
 //! while let Some(message) = messages.next().await {
 //!     println!("{}", message?);
 //! }
+//! consumer.commit()?;
 //! # Ok(()) }
 //! ```
 
 #[doc(inline)]
 pub use consumer_api as api;
 #[doc(inline)]
+pub use consumer_factory as factory;
+#[doc(inline)]
 pub use consumer_fast as fast;
+#[doc(inline)]
+pub use consumer_legacy as legacy;
 
 /// What a service consuming Kafka usually needs, in one import.
 pub mod prelude {
@@ -46,7 +55,9 @@ pub mod prelude {
         BytesSerde, ConsumerConfig, ConsumerError, ConsumerTier, Headers, JsonSerde,
         KafkaStreamConsumer, Message, Serde, StringSerde, Timestamp,
     };
+    pub use consumer_factory::ConsumerFactory;
     pub use consumer_fast::{Consumer, TieredConsumer};
+    pub use consumer_legacy::{ConsumerBuilder, KafkaConsumer};
 }
 
 /// The README's code blocks, compiled as doctests so they stay true.

@@ -1,1 +1,156 @@
-//! Not built yet: see the project's issues.
+//! Configuration picks the consumer.
+//!
+//! [`ConsumerFactory::create`] reads [`ConsumerConfig::performance_tier`] and
+//! returns a `Box<dyn KafkaStreamConsumer<K, V>>`:
+//!
+//! | `performance_tier` | implementation |
+//! |---|---|
+//! | absent | the legacy `StreamConsumer`-based `consumer_legacy::KafkaConsumer` |
+//! | `"standard"` | `consumer_fast::Consumer`, [`KafkaStream`](consumer_fast::KafkaStream) |
+//! | `{buffered: {batch_size: N}}` | `consumer_fast::Consumer`, [`BufferedKafkaStream`](consumer_fast::BufferedKafkaStream) |
+//! | `"dedicated"` | `consumer_fast::Consumer`, [`DedicatedKafkaStream`](consumer_fast::DedicatedKafkaStream) |
+//!
+//! Existing configurations (no `performance_tier`) keep the legacy consumer.
+//! The fast tiers are served by one adapter type,
+//! [`TieredConsumer`](consumer_fast::TieredConsumer): the tiers differ only in
+//! which stream `stream()` opens, so one type with the tier as data replaces
+//! the plan's three adapters without three copies of the same delegation.
+//!
+//! # Example
+//!
+//! ```no_run
+//! use consumer_api::{JsonSerde, StringSerde};
+//! use consumer_factory::ConsumerFactory;
+//! use futures_util::StreamExt;
+//!
+//! # async fn run() -> Result<(), consumer_api::ConsumerError> {
+//! let consumer = ConsumerFactory::from_yaml_str::<String, serde_json::Value, _, _>(
+//!     r#"
+//! consumer:
+//!   brokers: "localhost:9092"
+//!   group_id: "my-group"
+//!   performance_tier: "standard"
+//! "#,
+//!     StringSerde,
+//!     JsonSerde,
+//! )?;
+//! consumer.subscribe(&["events"])?;
+//! let mut messages = consumer.stream();
+//! while let Some(message) = messages.next().await {
+//!     println!("{}", message?);
+//! }
+//! # Ok(()) }
+//! ```
+
+use consumer_api::{ConsumerConfig, ConsumerError, KafkaStreamConsumer, Serde};
+use consumer_fast::TieredConsumer;
+use consumer_legacy::KafkaConsumer;
+
+/// Builds the consumer a [`ConsumerConfig`] asks for. Not constructible: its
+/// functions are the API.
+#[derive(Debug)]
+pub enum ConsumerFactory {}
+
+impl ConsumerFactory {
+    /// Builds the implementation `config.performance_tier` names (the legacy
+    /// consumer when it is absent) and logs the choice once at info level.
+    ///
+    /// The serdes' types carry no bounds beyond `Serde` and `'static`: no tier
+    /// asks for `Unpin` or `Clone`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Config`] naming the field or librdkafka property for an
+    /// invalid configuration (an unknown `extra` property, a typed field and an
+    /// `extra` property setting the same thing, a `batch_size` of 0);
+    /// [`ConsumerError::Kafka`] when librdkafka cannot create the client. An
+    /// unreachable broker is not an error here: the stream reports it.
+    pub fn create<K, V, KS, VS>(
+        config: ConsumerConfig,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> Result<Box<dyn KafkaStreamConsumer<K, V>>, ConsumerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+        KS: Serde<K> + 'static,
+        VS: Serde<V> + 'static,
+    {
+        config.validate()?;
+        let brokers = config.brokers.clone();
+        let group_id = config.group_id.clone();
+        let consumer: Box<dyn KafkaStreamConsumer<K, V>> = match config.performance_tier {
+            None => Box::new(KafkaConsumer::with_config(config, key_serde, value_serde)?),
+            Some(tier) => Box::new(TieredConsumer::with_config(
+                config,
+                tier,
+                Box::new(key_serde),
+                Box::new(value_serde),
+            )?),
+        };
+        tracing::info!(
+            implementation = %describe(consumer.as_ref()),
+            %brokers,
+            %group_id,
+            "Kafka consumer created"
+        );
+        Ok(consumer)
+    }
+
+    /// Reads a YAML document (top-level `consumer:`, as in the migration plan)
+    /// and builds the consumer it describes.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Config`] naming the field, value and line of a bad
+    /// document; then as [`create`](Self::create).
+    #[cfg(feature = "yaml")]
+    pub fn from_yaml_str<K, V, KS, VS>(
+        yaml: &str,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> Result<Box<dyn KafkaStreamConsumer<K, V>>, ConsumerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+        KS: Serde<K> + 'static,
+        VS: Serde<V> + 'static,
+    {
+        Self::create(ConsumerConfig::from_yaml_str(yaml)?, key_serde, value_serde)
+    }
+
+    /// Reads a YAML file and builds the consumer it describes; see
+    /// [`from_yaml_str`](Self::from_yaml_str).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Config`] when the file cannot be read or is invalid
+    /// (naming the file); then as [`create`](Self::create).
+    #[cfg(feature = "yaml")]
+    pub fn from_yaml_file<K, V, KS, VS>(
+        path: impl AsRef<std::path::Path>,
+        key_serde: KS,
+        value_serde: VS,
+    ) -> Result<Box<dyn KafkaStreamConsumer<K, V>>, ConsumerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+        KS: Serde<K> + 'static,
+        VS: Serde<V> + 'static,
+    {
+        Self::create(
+            ConsumerConfig::from_yaml_file(path)?,
+            key_serde,
+            value_serde,
+        )
+    }
+}
+
+/// A one-line description of the implementation behind a consumer, for logs:
+/// `legacy StreamConsumer` or `fast consumer, <tier> tier`.
+pub fn describe<K, V>(consumer: &dyn KafkaStreamConsumer<K, V>) -> String {
+    match consumer.tier() {
+        None => "legacy StreamConsumer".to_owned(),
+        Some(tier) => format!("fast consumer, {tier} tier"),
+    }
+}
