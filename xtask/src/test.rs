@@ -145,12 +145,14 @@ impl Phase {
     ) -> Result<()> {
         let mut cmd = Command::new(cargo());
         cmd.current_dir(project_root())
-            .args(["test", "--workspace"])
+            // Every test binary runs even when an earlier one fails, so the
+            // summary covers them all.
+            .args(["test", "--workspace", "--no-fail-fast"])
             .args(targets);
         if !args.is_empty() {
             cmd.arg("--").args(args);
         }
-        let mut shown = String::from("cargo test --workspace");
+        let mut shown = String::from("cargo test --workspace --no-fail-fast");
         for arg in targets {
             shown.push(' ');
             shown.push_str(&shell_quote(arg));
@@ -182,6 +184,11 @@ impl Phase {
             .with_context(|| format!("waiting for `{shown}`"))?;
         self.counts += counts;
         if !status.success() {
+            // A test binary that crashed or was killed prints no `test
+            // result:` line: count it as a failure all the same.
+            if counts.failed == 0 {
+                self.counts.failed += 1;
+            }
             self.errors.push(format!("`{shown}` failed ({status})"));
         }
         Ok(())
