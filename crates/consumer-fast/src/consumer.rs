@@ -326,7 +326,7 @@ impl<K, V> Consumer<K, V> {
         offset: Offset,
         timeout: Duration,
     ) -> Result<(), ConsumerError> {
-        self.book.invalidate([(topic, partition)], false);
+        self.book.invalidate([(topic, partition)]);
         Ok(self.base.seek(topic, partition, offset, timeout)?)
     }
 

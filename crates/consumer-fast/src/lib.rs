@@ -26,6 +26,14 @@
 //! This crate depends only on `consumer-api`: use it alone, or through
 //! `consumer-factory` to pick the tier by configuration.
 //!
+//! # Building blocks
+//!
+//! The offset bookkeeping behind that promise is public, and shared with
+//! `consumer-legacy`'s `KafkaConsumer`: an [`OffsetBook`] records what was
+//! handed out, and a [`RevocationPolicy`] serves rebalances over it (a
+//! bounded commit on revocation, resuming partitions that come back after a
+//! failed commit). [`FastContext`] is the two together.
+//!
 //! # Example
 //!
 //! ```no_run
@@ -53,11 +61,14 @@ mod context;
 mod dedicated;
 mod offsets;
 mod queue;
+mod revocation;
 mod stream;
 mod tiered;
 
 pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
 pub use crate::dedicated::DedicatedKafkaStream;
+pub use crate::offsets::{Delivery, OffsetBook};
+pub use crate::revocation::RevocationPolicy;
 pub use crate::stream::{BufferedKafkaStream, KafkaStream};
 pub use crate::tiered::TieredConsumer;

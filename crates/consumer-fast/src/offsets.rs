@@ -1,18 +1,49 @@
-//! The offset book: what the application has been handed, per partition, and
+//! [`OffsetBook`]: what the application has been handed, per partition, and
 //! which partitions were revoked or sought since a message was polled.
 //!
-//! Offsets enter the book only when a stream yields a message to the caller,
-//! so a commit built from it never covers a message still in a buffer.
+//! Offsets enter the book only when a consumer hands a message to the
+//! application, so a commit built from it never covers a message still in a
+//! buffer.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError};
 
 use rdkafka::{Offset, TopicPartitionList};
 
-/// Shared between a [`Consumer`](crate::Consumer), its streams and its
-/// rebalance callback.
+/// The offset book: the next offset to commit per partition, for the messages
+/// the application has been handed, and a generation counter that tells
+/// whether a polled message may still be handed out.
+///
+/// It is the building block both consumers of `tiered-kafka` keep their
+/// at-least-once promise with: this crate's [`Consumer`](crate::Consumer) and
+/// `consumer-legacy`'s `KafkaConsumer`. Share one book between a consumer,
+/// its streams and its rebalance callback (served by a
+/// [`RevocationPolicy`](crate::RevocationPolicy)):
+///
+/// 1. Before polling, read the [`generation`](Self::generation) and tag the
+///    polled message with it.
+/// 2. When the message is handed to the application, [`deliver`](Self::deliver)
+///    it: its offset is recorded, unless its partition was revoked or sought
+///    since it was polled ([`Delivery::Stale`]: drop it, its partition's new
+///    owner or new position reads it).
+/// 3. Commit the [`snapshot`](Self::snapshot): exactly what was handed out.
+///
+/// ```
+/// use consumer_fast::{Delivery, OffsetBook};
+///
+/// let book = OffsetBook::new();
+/// let polled_at = book.generation();
+/// assert_eq!(book.deliver(polled_at, "orders", 0, 41), Delivery::Deliver);
+/// assert_eq!(book.position("orders", 0), Some(42));
+///
+/// // The partition is revoked: its position leaves the book (to be committed
+/// // before the revocation completes), and what was polled before is stale.
+/// let to_commit = book.revoke([("orders", 0)]);
+/// assert_eq!(to_commit.count(), 1);
+/// assert_eq!(book.deliver(polled_at, "orders", 0, 42), Delivery::Stale);
+/// ```
 #[derive(Debug, Default)]
-pub(crate) struct OffsetBook {
+pub struct OffsetBook {
     /// Bumped under the lock each time partitions are invalidated; read
     /// lock-free to tag each polled message.
     generation: AtomicU64,
@@ -21,7 +52,7 @@ pub(crate) struct OffsetBook {
 
 #[derive(Debug, Default)]
 struct BookInner {
-    /// The next offset to commit (last yielded + 1) per partition.
+    /// The next offset to commit (last handed out + 1) per partition.
     positions: Vec<PartitionOffset>,
     /// The generation at which each partition was last invalidated.
     invalidated: Vec<(String, i32, u64)>,
@@ -33,6 +64,21 @@ impl BookInner {
             .iter()
             .any(|(t, p, at)| *p == partition && t == topic && *at > generation)
     }
+
+    fn set_position(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        match self
+            .positions
+            .iter_mut()
+            .find(|entry| entry.partition == partition && entry.topic == topic)
+        {
+            Some(entry) => entry.next_offset = next_offset,
+            None => self.positions.push(PartitionOffset {
+                topic: topic.to_owned(),
+                partition,
+                next_offset,
+            }),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -42,68 +88,100 @@ struct PartitionOffset {
     next_offset: i64,
 }
 
-/// Whether a polled message may still be handed to the application.
+/// Whether a polled message may still be handed to the application, from
+/// [`OffsetBook::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Delivery {
+pub enum Delivery {
     /// Recorded: hand it out.
     Deliver,
-    /// Its partition was revoked or sought after it was polled: drop it.
+    /// Its partition was revoked or sought after it was polled, and nothing
+    /// was recorded: drop it.
     Stale,
 }
 
 impl OffsetBook {
-    /// The generation to tag a freshly polled message with.
-    pub(crate) fn generation(&self) -> u64 {
+    /// An empty book.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The generation to tag a message with, read before polling it.
+    pub fn generation(&self) -> u64 {
         self.generation.load(Ordering::Acquire)
     }
 
     /// Records that the message at `topic/partition@offset`, polled at
-    /// `generation`, is being handed to the application, unless its partition
-    /// was invalidated since.
-    pub(crate) fn deliver(
-        &self,
-        generation: u64,
-        topic: &str,
-        partition: i32,
-        offset: i64,
-    ) -> Delivery {
+    /// `generation`, is being handed to the application: the partition's
+    /// position becomes `offset + 1`. Records nothing and returns
+    /// [`Delivery::Stale`] when the partition was revoked or sought since.
+    pub fn deliver(&self, generation: u64, topic: &str, partition: i32, offset: i64) -> Delivery {
         let mut inner = self.lock();
-        if generation != self.generation.load(Ordering::Acquire)
-            && inner.invalidated_after(generation, topic, partition)
+        if generation != self.generation() && inner.invalidated_after(generation, topic, partition)
         {
             return Delivery::Stale;
         }
-        match inner
-            .positions
-            .iter_mut()
-            .find(|entry| entry.partition == partition && entry.topic == topic)
-        {
-            Some(entry) => entry.next_offset = offset + 1,
-            None => inner.positions.push(PartitionOffset {
-                topic: topic.to_owned(),
-                partition,
-                next_offset: offset + 1,
-            }),
-        }
+        inner.set_position(topic, partition, offset + 1);
         Delivery::Deliver
     }
 
     /// Whether a message of `topic/partition` polled at `generation` may no
-    /// longer be handed out.
-    pub(crate) fn is_stale(&self, generation: u64, topic: &str, partition: i32) -> bool {
+    /// longer be handed out (its partition was revoked or sought since).
+    pub fn is_stale(&self, generation: u64, topic: &str, partition: i32) -> bool {
         self.lock().invalidated_after(generation, topic, partition)
     }
 
-    /// Marks partitions so that messages polled before now are not delivered.
-    /// With `forget`, their positions leave the book and are returned (for a
-    /// final commit on revocation).
-    pub(crate) fn invalidate<'a>(
+    /// Marks partitions whose read position moved (a seek): messages of them
+    /// polled before now become stale. Their recorded positions stay.
+    pub fn invalidate<'a>(&self, partitions: impl IntoIterator<Item = (&'a str, i32)>) {
+        self.mark(partitions, false);
+    }
+
+    /// Forgets revoked partitions and returns their recorded positions (the
+    /// offsets to commit before the revocation completes); messages of them
+    /// polled before now become stale. A later [`snapshot`](Self::snapshot)
+    /// never covers a partition this consumer no longer owns.
+    pub fn revoke<'a>(
+        &self,
+        partitions: impl IntoIterator<Item = (&'a str, i32)>,
+    ) -> TopicPartitionList {
+        self.mark(partitions, true)
+    }
+
+    /// Sets a partition's position to `next_offset`: a partition that came
+    /// back to this consumer after the commit on its revocation failed.
+    pub(crate) fn resume(&self, topic: &str, partition: i32, next_offset: i64) {
+        self.lock().set_position(topic, partition, next_offset);
+    }
+
+    /// Every recorded position, as the offsets to commit.
+    pub fn snapshot(&self) -> TopicPartitionList {
+        let inner = self.lock();
+        let mut list = TopicPartitionList::with_capacity(inner.positions.len());
+        for entry in &inner.positions {
+            add(&mut list, &entry.topic, entry.partition, entry.next_offset);
+        }
+        list
+    }
+
+    /// The recorded position of one partition: the offset of the next message
+    /// the application will be handed, if it has been handed one.
+    pub fn position(&self, topic: &str, partition: i32) -> Option<i64> {
+        self.lock()
+            .positions
+            .iter()
+            .find(|entry| entry.partition == partition && entry.topic == topic)
+            .map(|entry| entry.next_offset)
+    }
+
+    /// Bumps the generation for `partitions`; with `forget`, their positions
+    /// leave the book and are returned.
+    fn mark<'a>(
         &self,
         partitions: impl IntoIterator<Item = (&'a str, i32)>,
         forget: bool,
     ) -> TopicPartitionList {
         let mut inner = self.lock();
-        let generation = self.generation.load(Ordering::Acquire) + 1;
+        let generation = self.generation() + 1;
         let mut forgotten = TopicPartitionList::new();
         for (topic, partition) in partitions {
             match inner
@@ -135,31 +213,10 @@ impl OffsetBook {
         forgotten
     }
 
-    /// Every recorded position, as offsets to commit.
-    pub(crate) fn snapshot(&self) -> TopicPartitionList {
-        let inner = self.lock();
-        let mut list = TopicPartitionList::with_capacity(inner.positions.len());
-        for entry in &inner.positions {
-            add(&mut list, &entry.topic, entry.partition, entry.next_offset);
-        }
-        list
-    }
-
-    /// The recorded position of one partition.
-    pub(crate) fn position(&self, topic: &str, partition: i32) -> Option<i64> {
-        self.lock()
-            .positions
-            .iter()
-            .find(|entry| entry.partition == partition && entry.topic == topic)
-            .map(|entry| entry.next_offset)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, BookInner> {
-        // The book stays consistent even if a holder panicked: every update is
-        // a single assignment or push.
-        self.inner
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn lock(&self) -> MutexGuard<'_, BookInner> {
+        // Every update is a single assignment, push or removal: the book stays
+        // consistent even if a holder panicked.
+        self.inner.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -176,45 +233,62 @@ mod tests {
 
     #[test]
     fn delivered_offsets_are_recorded_as_next_offsets() {
-        let book = OffsetBook::default();
+        let book = OffsetBook::new();
         let generation = book.generation();
         assert_eq!(book.deliver(generation, "t", 0, 41), Delivery::Deliver);
         assert_eq!(book.deliver(generation, "t", 0, 42), Delivery::Deliver);
         assert_eq!(book.deliver(generation, "t", 1, 7), Delivery::Deliver);
         assert_eq!(book.position("t", 0), Some(43));
         assert_eq!(book.position("t", 1), Some(8));
+        assert_eq!(book.position("u", 0), None);
         assert_eq!(book.snapshot().count(), 2);
     }
 
     #[test]
-    fn messages_polled_before_a_revocation_are_stale() {
-        let book = OffsetBook::default();
+    fn revocation_returns_positions_and_makes_earlier_polls_stale() {
+        let book = OffsetBook::new();
         let before = book.generation();
-        book.deliver(before, "t", 0, 1);
-        let forgotten = book.invalidate([("t", 0)], true);
+        assert_eq!(book.deliver(before, "t", 0, 1), Delivery::Deliver);
+        assert_eq!(book.deliver(before, "t", 1, 5), Delivery::Deliver);
+        let forgotten = book.revoke([("t", 0), ("t", 2)]);
+        assert_eq!(forgotten.count(), 1);
         assert_eq!(
             forgotten.find_partition("t", 0).map(|e| e.offset()),
             Some(Offset::Offset(2))
         );
+        assert_eq!(book.position("t", 0), None);
+        // Polled before the revocation: dropped, nothing recorded.
+        assert!(book.is_stale(before, "t", 0));
         assert_eq!(book.deliver(before, "t", 0, 2), Delivery::Stale);
+        assert_eq!(book.position("t", 0), None);
         // Other partitions polled at the same time are unaffected.
-        assert_eq!(book.deliver(before, "t", 1, 2), Delivery::Deliver);
-        // Messages polled after the revocation (a new assignment) are fine.
+        assert!(!book.is_stale(before, "t", 1));
+        assert_eq!(book.deliver(before, "t", 1, 6), Delivery::Deliver);
+        // Polled after the revocation (a new assignment): recorded.
         assert_eq!(
-            book.deliver(book.generation(), "t", 0, 5),
+            book.deliver(book.generation(), "t", 0, 9),
             Delivery::Deliver
         );
-        assert_eq!(book.position("t", 0), Some(6));
+        assert_eq!(book.position("t", 0), Some(10));
     }
 
     #[test]
     fn seeking_keeps_the_position_but_drops_older_polls() {
-        let book = OffsetBook::default();
+        let book = OffsetBook::new();
         let before = book.generation();
-        book.deliver(before, "t", 0, 9);
-        let forgotten = book.invalidate([("t", 0)], false);
-        assert_eq!(forgotten.count(), 0);
+        assert_eq!(book.deliver(before, "t", 0, 9), Delivery::Deliver);
+        book.invalidate([("t", 0)]);
         assert_eq!(book.position("t", 0), Some(10));
         assert_eq!(book.deliver(before, "t", 0, 10), Delivery::Stale);
+    }
+
+    #[test]
+    fn a_resumed_partition_is_committed_from_its_position() {
+        let book = OffsetBook::new();
+        book.resume("t", 3, 17);
+        assert_eq!(book.position("t", 3), Some(17));
+        book.resume("t", 3, 20);
+        assert_eq!(book.position("t", 3), Some(20));
+        assert_eq!(book.snapshot().count(), 1);
     }
 }

@@ -9,6 +9,7 @@ use consumer_api::{
     ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
     MessageStream, Serde,
 };
+use consumer_fast::{Delivery, RevocationPolicy};
 use futures_core::Stream;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerGroupMetadata, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -223,8 +224,15 @@ where
             }
             .into());
         }
+        let mut revocation = RevocationPolicy::new();
+        if let Some(ms) = config.session_timeout_ms {
+            revocation = revocation.with_commit_timeout(Duration::from_millis(ms));
+        }
+        if transactional {
+            revocation = revocation.without_commit();
+        }
         let consumer: Inner<C> =
-            config.create_with_context(TrackingContext::new(context, !transactional))?;
+            config.create_with_context(TrackingContext::new(context, revocation))?;
         tracing::debug!(
             brokers = %config.brokers,
             group_id = %config.group_id,
@@ -472,11 +480,12 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// Records a polled message as handed out; `false` when its partition was
     /// revoked since `generation`.
     fn record(&self, generation: u64, topic: &str, partition: i32, offset: i64) -> bool {
-        if !self
+        if self
             .consumer
             .context()
             .book
             .deliver(generation, topic, partition, offset)
+            == Delivery::Stale
         {
             return false;
         }

@@ -4,19 +4,15 @@
 //! forwards every callback to the application's.
 
 use std::error::Error;
-use std::sync::{Mutex, PoisonError};
 
+use consumer_fast::{OffsetBook, RevocationPolicy};
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{
-    BaseConsumer, CommitMode, Consumer as _, ConsumerContext, Rebalance, RebalanceProtocol,
-};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
-use rdkafka::{ClientContext, Offset, TopicPartitionList};
-
-use crate::offsets::OffsetBook;
+use rdkafka::{ClientContext, TopicPartitionList};
 
 /// The callbacks a [`KafkaConsumer`](crate::KafkaConsumer) hands to the
 /// application's context: rdkafka's `ConsumerContext` callbacks, with the
@@ -130,11 +126,17 @@ impl LegacyConsumerContext for LegacyContext {}
 /// - When partitions are revoked it commits, before the revocation
 ///   completes, the offsets of the messages the application was handed from
 ///   them, and forgets them, so that a later commit never covers a partition
-///   this consumer no longer owns. Then it calls `C::pre_rebalance`.
+///   this consumer no longer owns. Then it calls `C::pre_rebalance`. The
+///   commit waits for the broker at most `session_timeout_ms` (45 s by
+///   default); it is skipped when the assignment was lost, and for a
+///   [transactional](crate::ConsumerBuilder::transactional) consumer.
 /// - If that commit fails (the group may refuse commits while it
 ///   rebalances) and a partition comes straight back to this consumer, it
 ///   resumes after the messages already handed out rather than at the stale
 ///   committed offset, and its position goes back into the book.
+/// - That bookkeeping is `consumer-fast`'s, shared with the fast consumer:
+///   an [`OffsetBook`](consumer_fast::OffsetBook) served by a
+///   [`RevocationPolicy`](consumer_fast::RevocationPolicy).
 /// - Every other callback goes straight to `C`: `log`, `stats`, `stats_raw`,
 ///   `error`, `generate_oauth_token` (and `ENABLE_REFRESH_OAUTH_TOKEN`),
 ///   `post_rebalance` and `commit_callback`.
@@ -154,50 +156,17 @@ impl LegacyConsumerContext for LegacyContext {}
 pub struct TrackingContext<C> {
     inner: C,
     pub(crate) book: OffsetBook,
-    commit_on_revoke: bool,
-    /// Positions whose commit on revocation failed, kept until the next
-    /// assignment: `(topic, partition, next offset)`.
-    uncommitted: Mutex<Vec<(String, i32, i64)>>,
+    revocation: RevocationPolicy,
 }
 
 impl<C> TrackingContext<C> {
-    pub(crate) fn new(inner: C, commit_on_revoke: bool) -> Self {
+    /// Wraps the application's context; `revocation` is built by the
+    /// consumer (its commit timeout, and no commit when transactional).
+    pub(crate) fn new(inner: C, revocation: RevocationPolicy) -> Self {
         TrackingContext {
             inner,
-            book: OffsetBook::default(),
-            commit_on_revoke,
-            uncommitted: Mutex::new(Vec::new()),
-        }
-    }
-
-    /// Before an assignment is applied: a partition whose commit on
-    /// revocation failed and that comes straight back to this consumer starts
-    /// after the messages it already handed out, not at the stale committed
-    /// offset; its position goes back into the book, so the next commit
-    /// covers it. Positions of partitions not coming back are dropped.
-    ///
-    /// At-least-once holds either way: everything before such a position was
-    /// handed out by this consumer.
-    fn resume_uncommitted(&self, assignment: &mut TopicPartitionList) {
-        let uncommitted = std::mem::take(
-            &mut *self
-                .uncommitted
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner),
-        );
-        for (topic, partition, next) in uncommitted {
-            if assignment.find_partition(&topic, partition).is_none() {
-                continue;
-            }
-            match assignment.set_partition_offset(&topic, partition, Offset::Offset(next)) {
-                Ok(()) => {
-                    tracing::info!(%topic, partition, next, "partition back after a failed commit: resuming after what was handed out");
-                    self.book.resume(&topic, partition, next);
-                }
-                Err(error) => {
-                    tracing::warn!(%topic, partition, next, %error, "cannot resume after a failed commit; messages may be read again");
-                }
-            }
+            book: OffsetBook::new(),
+            revocation,
         }
     }
 
@@ -236,78 +205,28 @@ impl<C: LegacyConsumerContext> ClientContext for TrackingContext<C> {
 
 impl<C: LegacyConsumerContext> ConsumerContext for TrackingContext<C> {
     /// rdkafka's default rebalance (pre-rebalance callback, assign or unassign,
-    /// post-rebalance callback), with one addition before an assignment: a
-    /// partition whose commit on revocation failed and that comes straight
-    /// back resumes after the messages already handed out.
+    /// post-rebalance callback), served by `consumer-fast`'s
+    /// [`RevocationPolicy`] over this consumer's offset book: before the
+    /// pre-rebalance callback, a revocation commits what was handed out (with
+    /// a bounded wait), and an assignment resumes a partition whose commit on
+    /// revocation failed after the messages already handed out.
     fn rebalance(
         &self,
         consumer: &BaseConsumer<Self>,
         err: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
-        let rebalance = match err {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
-                self.resume_uncommitted(partitions);
-                Rebalance::Assign(partitions)
-            }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => Rebalance::Revoke(partitions),
-            other => Rebalance::Error(KafkaError::Rebalance(other.into())),
-        };
-        self.pre_rebalance(consumer, &rebalance);
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
+        self.revocation.rebalance(
+            consumer,
+            &self.book,
+            err,
+            partitions,
+            |rebalance| self.pre_rebalance(consumer, rebalance),
+            |rebalance| self.post_rebalance(consumer, rebalance),
         );
-        let applied = match (&rebalance, cooperative) {
-            (Rebalance::Assign(assigned), true) => consumer.incremental_assign(assigned),
-            (Rebalance::Assign(assigned), false) => consumer.assign(assigned),
-            (_, true) => consumer.incremental_unassign(partitions),
-            (_, false) => consumer.unassign(),
-        };
-        if let Err(error) = applied {
-            tracing::warn!(%error, "cannot apply the rebalance");
-        }
-        self.post_rebalance(consumer, &rebalance);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
-        match rebalance {
-            Rebalance::Revoke(revoked) => {
-                let elements = revoked.elements();
-                let to_commit = self
-                    .book
-                    .revoke(elements.iter().map(|e| (e.topic(), e.partition())));
-                tracing::info!(
-                    revoked = elements.len(),
-                    handed_out = to_commit.count(),
-                    "partitions revoked"
-                );
-                if !self.commit_on_revoke || to_commit.count() == 0 {
-                    // Transactional: the producer's transaction commits them.
-                } else if consumer.assignment_lost() {
-                    tracing::warn!(offsets = ?to_commit, "assignment lost: cannot commit; the new owner may read these messages again");
-                } else if let Err(error) = consumer.commit(&to_commit, CommitMode::Sync) {
-                    tracing::warn!(%error, offsets = ?to_commit, "commit on revocation failed; the new owner may read these messages again");
-                    let mut uncommitted = self
-                        .uncommitted
-                        .lock()
-                        .unwrap_or_else(PoisonError::into_inner);
-                    for element in to_commit.elements() {
-                        if let Offset::Offset(next) = element.offset() {
-                            uncommitted.push((
-                                element.topic().to_owned(),
-                                element.partition(),
-                                next,
-                            ));
-                        }
-                    }
-                }
-            }
-            Rebalance::Assign(assigned) => {
-                tracing::info!(assigned = assigned.count(), "partitions assigned");
-            }
-            Rebalance::Error(error) => tracing::warn!(%error, "rebalance error"),
-        }
         self.inner.pre_rebalance(consumer, rebalance);
     }
 

@@ -37,9 +37,13 @@
 //! # Dependencies
 //!
 //! `consumer-api`, and `consumer-fast` for
-//! [`into_fast_consumer`](KafkaConsumer::into_fast_consumer) only (the plan's
-//! Phase 6). The direction is `api ← fast ← legacy`, and `consumer-factory`
-//! depends on both: `consumer-fast` never depends on this crate.
+//! [`into_fast_consumer`](KafkaConsumer::into_fast_consumer) (the plan's
+//! Phase 6) and for the offset bookkeeping both consumers share
+//! ([`OffsetBook`](consumer_fast::OffsetBook) and
+//! [`RevocationPolicy`](consumer_fast::RevocationPolicy), which the
+//! [`TrackingContext`] runs on). The direction is `api ← fast ← legacy`, and
+//! `consumer-factory` depends on both: `consumer-fast` never depends on this
+//! crate.
 //!
 //! # Example: the legacy API, then the way out
 //!
@@ -96,7 +100,6 @@
 mod builder;
 mod consumer;
 mod context;
-mod offsets;
 mod stream;
 
 pub use crate::builder::ConsumerBuilder;

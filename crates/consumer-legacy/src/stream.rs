@@ -17,7 +17,7 @@ use crate::context::{LegacyConsumerContext, TrackingContext};
 /// returns `Pending` and is woken by librdkafka's queue non-empty callback.
 /// Rebalances, commit results and statistics are served inside `poll_next`,
 /// on the task polling the stream; a revocation commits synchronously there
-/// (one broker round trip).
+/// (one broker round trip, waiting at most `session_timeout_ms`).
 ///
 /// # Cancel safety
 ///

@@ -1,0 +1,369 @@
+//! [`RevocationPolicy`]: what happens to the offsets in an [`OffsetBook`]
+//! when partitions are revoked, lost or come back.
+
+use std::sync::{Mutex, PoisonError};
+use std::time::Duration;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::consumer::{
+    BaseConsumer, Consumer as _, ConsumerContext, Rebalance, RebalanceProtocol,
+};
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::types::RDKafkaRespErr;
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::offsets::OffsetBook;
+
+/// librdkafka's default `session.timeout.ms`.
+const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(45);
+
+/// Serves rdkafka's rebalance callback for a consumer that keeps an
+/// [`OffsetBook`]: the revocation half of the at-least-once promise.
+///
+/// It is the building block both consumers of `tiered-kafka` share: this
+/// crate's [`FastContext`](crate::FastContext) and `consumer-legacy`'s
+/// `TrackingContext` call [`rebalance`](Self::rebalance) from their
+/// `ConsumerContext::rebalance`.
+///
+/// - **Revoked partitions** leave the book, and the offsets of the messages
+///   the application was handed from them are committed before the
+///   revocation completes, waiting at most the
+///   [commit timeout](Self::with_commit_timeout) (rdkafka's synchronous
+///   commit waits without limit, and an unresponsive broker would hold the
+///   rebalance, and with it the consumer's poll or drop, forever). Messages
+///   of them polled before are stale.
+/// - **A lost assignment** (the group moved on without this consumer) is not
+///   committed: the partitions' new owners read those messages again.
+/// - **A failed commit** leaves the partitions' positions with the policy: if
+///   a partition comes straight back in the next assignment, reading resumes
+///   there, not at the older committed offset, and its position goes back
+///   into the book, so this consumer does not repeat itself. Positions of
+///   partitions that do not come back are dropped.
+/// - [`without_commit`](Self::without_commit) turns the commit off for a
+///   consumer whose offsets a producer's transactions commit.
+///
+/// ```
+/// use consumer_fast::{OffsetBook, RevocationPolicy};
+/// use rdkafka::ClientContext;
+/// use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+/// use rdkafka::types::RDKafkaRespErr;
+/// use rdkafka::TopicPartitionList;
+///
+/// #[derive(Default)]
+/// struct Tracking {
+///     book: OffsetBook,
+///     revocation: RevocationPolicy,
+/// }
+///
+/// impl ClientContext for Tracking {}
+///
+/// impl ConsumerContext for Tracking {
+///     fn rebalance(
+///         &self,
+///         consumer: &BaseConsumer<Self>,
+///         error: RDKafkaRespErr,
+///         partitions: &mut TopicPartitionList,
+///     ) {
+///         self.revocation
+///             .rebalance(consumer, &self.book, error, partitions, |_| {}, |_| {});
+///     }
+/// }
+/// ```
+#[derive(Debug)]
+pub struct RevocationPolicy {
+    commit_timeout: Duration,
+    commit: bool,
+    /// Positions of revoked partitions whose commit failed, kept until the
+    /// next assignment: `(topic, partition, next offset)`.
+    uncommitted: Mutex<Vec<(String, i32, i64)>>,
+}
+
+impl Default for RevocationPolicy {
+    fn default() -> Self {
+        RevocationPolicy {
+            commit_timeout: DEFAULT_COMMIT_TIMEOUT,
+            commit: true,
+            uncommitted: Mutex::default(),
+        }
+    }
+}
+
+impl RevocationPolicy {
+    /// A policy that commits on revocation, waiting up to 45 s (librdkafka's
+    /// default `session.timeout.ms`).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Sets how long the commit on revocation may wait for the broker before
+    /// the revocation goes ahead without it (the partitions' next owners then
+    /// read the uncommitted messages again). This also bounds how long
+    /// dropping a consumer of an unresponsive broker takes.
+    pub fn with_commit_timeout(mut self, timeout: Duration) -> Self {
+        self.commit_timeout = timeout;
+        self
+    }
+
+    /// Never commits on revocation: the revoked partitions still leave the
+    /// book, and their messages polled before turn stale. For a
+    /// transactional consumer, whose offsets the producer's transactions
+    /// commit.
+    pub fn without_commit(mut self) -> Self {
+        self.commit = false;
+        self
+    }
+
+    /// Serves one rebalance: call it from `ConsumerContext::rebalance` with
+    /// the callback's arguments and the consumer's `book`.
+    ///
+    /// In order: an assignment gets the positions of partitions that come
+    /// back after a failed commit, or revoked partitions are committed and
+    /// forgotten (see the [type](Self)); then `before` runs; then the
+    /// assignment is applied (incrementally under the cooperative protocol;
+    /// a rebalance error drops the assignment); then `after` runs. The hooks
+    /// are where a context calls its own `pre_rebalance`/`post_rebalance`.
+    pub fn rebalance<C, B, A>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        book: &OffsetBook,
+        error: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+        before: B,
+        after: A,
+    ) where
+        C: ConsumerContext,
+        B: FnOnce(&Rebalance<'_>),
+        A: FnOnce(&Rebalance<'_>),
+    {
+        let rebalance = match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+                self.resume_uncommitted(book, partitions);
+                tracing::info!(assigned = partitions.count(), "partitions assigned");
+                Rebalance::Assign(partitions)
+            }
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
+                // Commit what the application was handed before the
+                // partitions go.
+                self.revoke(consumer, book, partitions);
+                Rebalance::Revoke(partitions)
+            }
+            other => {
+                let error = KafkaError::Rebalance(other.into());
+                tracing::warn!(%error, "rebalance error: dropping the assignment");
+                Rebalance::Error(error)
+            }
+        };
+        before(&rebalance);
+        let cooperative = matches!(
+            consumer.rebalance_protocol(),
+            RebalanceProtocol::Cooperative
+        );
+        let applied = match (&rebalance, cooperative) {
+            (Rebalance::Assign(assigned), true) => consumer.incremental_assign(assigned),
+            (Rebalance::Assign(assigned), false) => consumer.assign(assigned),
+            (_, true) => consumer.incremental_unassign(partitions),
+            (_, false) => consumer.unassign(),
+        };
+        if let Err(error) = applied {
+            tracing::warn!(%error, "cannot apply the rebalance");
+        }
+        after(&rebalance);
+    }
+
+    /// Forgets the revoked partitions and commits what the application was
+    /// handed from them, unless the assignment was lost or commits are off.
+    fn revoke<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        book: &OffsetBook,
+        revoked: &TopicPartitionList,
+    ) {
+        let elements = revoked.elements();
+        let to_commit = book.revoke(elements.iter().map(|e| (e.topic(), e.partition())));
+        tracing::info!(
+            revoked = elements.len(),
+            handed_out = to_commit.count(),
+            "partitions revoked"
+        );
+        if to_commit.count() == 0 {
+            return;
+        }
+        if !self.commit {
+            tracing::debug!(offsets = ?to_commit, "not committing on revocation: the producer's transactions commit these offsets");
+        } else if consumer.assignment_lost() {
+            tracing::warn!(offsets = ?to_commit, "assignment lost: cannot commit; the new owner may read these messages again");
+        } else if let Err(error) = commit_within(consumer, &to_commit, self.commit_timeout) {
+            tracing::warn!(%error, offsets = ?to_commit, "commit on revocation failed; the new owner may read these messages again");
+            self.remember_uncommitted(&to_commit);
+        } else {
+            tracing::debug!(offsets = ?to_commit, "committed on revocation");
+        }
+    }
+
+    /// Keeps the positions of a failed commit until the next assignment.
+    fn remember_uncommitted(&self, offsets: &TopicPartitionList) {
+        let mut uncommitted = self
+            .uncommitted
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for element in offsets.elements() {
+            if let Offset::Offset(next) = element.offset() {
+                uncommitted
+                    .retain(|(t, p, _)| !(*p == element.partition() && t == element.topic()));
+                uncommitted.push((element.topic().to_owned(), element.partition(), next));
+            }
+        }
+    }
+
+    /// Before an assignment is applied: a partition whose commit on
+    /// revocation failed and that comes straight back to this consumer starts
+    /// after the messages it already handed out, not at the stale committed
+    /// offset; its position goes back into the book, so the next commit
+    /// covers it. Positions of partitions not coming back are dropped.
+    ///
+    /// At-least-once holds either way: everything before such a position was
+    /// handed out by this consumer.
+    fn resume_uncommitted(&self, book: &OffsetBook, assignment: &mut TopicPartitionList) {
+        let uncommitted = std::mem::take(
+            &mut *self
+                .uncommitted
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        );
+        for (topic, partition, next) in uncommitted {
+            if assignment.find_partition(&topic, partition).is_none() {
+                continue;
+            }
+            match assignment.set_partition_offset(&topic, partition, Offset::Offset(next)) {
+                Ok(()) => {
+                    tracing::info!(%topic, partition, next, "partition back after a failed commit: resuming after what was handed out");
+                    book.resume(&topic, partition, next);
+                }
+                Err(error) => {
+                    tracing::warn!(%topic, partition, next, %error, "cannot resume after a failed commit; messages may be read again");
+                }
+            }
+        }
+    }
+}
+
+/// Commits `offsets` and waits up to `timeout` for the broker's answer.
+///
+/// rdkafka's synchronous commit waits without limit, and a broker that
+/// accepts connections but does not answer (a network partition, a frozen
+/// process) would hold the revocation, and with it `poll_next` or `drop`,
+/// forever.
+fn commit_within<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &TopicPartitionList,
+    timeout: Duration,
+) -> Result<(), KafkaError> {
+    let timeout_ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+    // SAFETY: the client pointer is valid while `consumer` lives. The reply
+    // queue is ours: created here and destroyed before returning; a reply
+    // arriving after that is discarded by librdkafka (the op holds its own
+    // reference to the queue). `offsets` outlives the call, which copies it.
+    unsafe {
+        let client = consumer.client().native_ptr();
+        let reply = rdsys::rd_kafka_queue_new(client);
+        let error =
+            rdsys::rd_kafka_commit_queue(client, offsets.ptr(), reply, None, std::ptr::null_mut());
+        let result = if error != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            Err(KafkaError::ConsumerCommit(error.into()))
+        } else {
+            let event = rdsys::rd_kafka_queue_poll(reply, timeout_ms);
+            if event.is_null() {
+                Err(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::OperationTimedOut,
+                ))
+            } else {
+                let error = rdsys::rd_kafka_event_error(event);
+                rdsys::rd_kafka_event_destroy(event);
+                if error == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+                    Ok(())
+                } else {
+                    Err(KafkaError::ConsumerCommit(error.into()))
+                }
+            }
+        };
+        rdsys::rd_kafka_queue_destroy(reply);
+        result
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::DefaultConsumerContext;
+
+    use super::*;
+
+    fn offsets(entries: &[(&str, i32, i64)]) -> TopicPartitionList {
+        let mut list = TopicPartitionList::new();
+        for (topic, partition, offset) in entries {
+            list.add_partition_offset(topic, *partition, Offset::Offset(*offset))
+                .expect("valid offset");
+        }
+        list
+    }
+
+    #[test]
+    fn a_partition_back_after_a_failed_commit_resumes_at_its_position() {
+        let policy = RevocationPolicy::new();
+        let book = OffsetBook::new();
+        policy.remember_uncommitted(&offsets(&[("t", 0, 4), ("t", 1, 7)]));
+        // A second failure for the same partition replaces the first.
+        policy.remember_uncommitted(&offsets(&[("t", 0, 5)]));
+
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition("t", 0);
+        assignment.add_partition("t", 2);
+        policy.resume_uncommitted(&book, &mut assignment);
+        assert_eq!(
+            assignment.find_partition("t", 0).map(|e| e.offset()),
+            Some(Offset::Offset(5))
+        );
+        assert_eq!(
+            assignment.find_partition("t", 2).map(|e| e.offset()),
+            Some(Offset::Invalid)
+        );
+        assert_eq!(book.position("t", 0), Some(5));
+
+        // t/1 did not come back: its position is gone with that assignment.
+        let mut later = TopicPartitionList::new();
+        later.add_partition("t", 1);
+        policy.resume_uncommitted(&book, &mut later);
+        assert_eq!(
+            later.find_partition("t", 1).map(|e| e.offset()),
+            Some(Offset::Invalid)
+        );
+        assert_eq!(book.position("t", 1), None);
+    }
+
+    #[test]
+    fn the_commit_waits_no_longer_than_its_timeout() {
+        // Any context will do, and no broker answers at this address.
+        let consumer: BaseConsumer<DefaultConsumerContext> = ClientConfig::new()
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "revocation-unit")
+            // Closing waits up to the session timeout for the unanswered
+            // commit: keep the test short.
+            .set("session.timeout.ms", "1000")
+            .create()
+            .expect("created without a broker");
+        let started = Instant::now();
+        let result = commit_within(
+            &consumer,
+            &offsets(&[("t", 0, 1)]),
+            Duration::from_millis(200),
+        );
+        assert!(result.is_err(), "{result:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "waited {:?}",
+            started.elapsed()
+        );
+    }
+}
