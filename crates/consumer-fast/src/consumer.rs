@@ -215,8 +215,9 @@ impl<K, V> Consumer<K, V> {
     /// Hands librdkafka the recorded offsets, so that its auto-commit (when
     /// enabled) and its commit on close cover what the application has seen.
     pub(crate) fn store_recorded_offsets(&self) {
-        let offsets = self.book.snapshot();
-        if offsets.count() > 0 {
+        if let Some(offsets) = self.book.changed_snapshot()
+            && offsets.count() > 0
+        {
             self.store(&offsets);
         }
     }

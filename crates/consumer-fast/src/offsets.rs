@@ -56,6 +56,8 @@ struct BookInner {
     positions: Vec<PartitionOffset>,
     /// The generation at which each partition was last invalidated.
     invalidated: Vec<(String, i32, u64)>,
+    /// Whether a position changed since [`OffsetBook::changed_snapshot`].
+    changed: bool,
 }
 
 impl BookInner {
@@ -66,6 +68,7 @@ impl BookInner {
     }
 
     fn set_position(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.changed = true;
         match self
             .positions
             .iter_mut()
@@ -155,7 +158,21 @@ impl OffsetBook {
 
     /// Every recorded position, as the offsets to commit.
     pub fn snapshot(&self) -> TopicPartitionList {
-        let inner = self.lock();
+        Self::list(&self.lock())
+    }
+
+    /// Like [`snapshot`](Self::snapshot), but `None` when no position changed
+    /// since the last call: an idle stream need not hand librdkafka the same
+    /// offsets again each time it goes to sleep.
+    pub fn changed_snapshot(&self) -> Option<TopicPartitionList> {
+        let mut inner = self.lock();
+        if !std::mem::take(&mut inner.changed) {
+            return None;
+        }
+        Some(Self::list(&inner))
+    }
+
+    fn list(inner: &BookInner) -> TopicPartitionList {
         let mut list = TopicPartitionList::with_capacity(inner.positions.len());
         for entry in &inner.positions {
             add(&mut list, &entry.topic, entry.partition, entry.next_offset);
@@ -290,5 +307,19 @@ mod tests {
         book.resume("t", 3, 20);
         assert_eq!(book.position("t", 3), Some(20));
         assert_eq!(book.snapshot().count(), 1);
+    }
+
+    #[test]
+    fn changed_snapshot_only_after_a_delivery() {
+        let book = OffsetBook::default();
+        assert!(book.changed_snapshot().is_none());
+        book.deliver(book.generation(), "t", 0, 3);
+        assert_eq!(book.changed_snapshot().map(|list| list.count()), Some(1));
+        assert!(book.changed_snapshot().is_none(), "nothing new since");
+        assert_eq!(
+            book.snapshot().count(),
+            1,
+            "snapshot always lists every position"
+        );
     }
 }
