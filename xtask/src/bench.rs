@@ -1,12 +1,77 @@
-//! `cargo xtask bench`: the benchmarks (a placeholder until issue 6 builds them).
+//! `cargo xtask bench`: the consumer benchmark of issue 6.
+//!
+//! The measuring lives in its own workspace member, `benches/tier-bench`, so
+//! that this task runner stays lean: this module builds and runs it in release
+//! mode (`cargo run --release -p tier-bench -- ...`), choosing the broker:
+//!
+//! - `--kafka mock` (the default): librdkafka's embedded mock cluster, started
+//!   inside the benchmark process;
+//! - `--kafka local`: real Apache Kafka from [`crate::kafka::start`] (reused
+//!   when it already runs, and left running afterwards);
+//! - `--brokers host:port`: an external broker.
+//!
+//! Results land in `<target>/bench/`: `bench.json` (every figure),
+//! `bench.md` (the tables) and `throughput.svg` / `latency.svg`.
 
-use std::process::ExitCode;
+use std::{
+    ffi::OsString,
+    process::{Command, ExitCode},
+};
 
-use crate::flags;
+use anyhow::{Context, Result, bail};
+
+use crate::{flags, kafka, project_root, target_dir};
 
 /// Runs `cargo xtask bench`.
-pub(crate) fn run(flags: flags::Bench) -> anyhow::Result<ExitCode> {
-    let which = if flags.quick { "quick " } else { "" };
-    println!("cargo xtask bench: the {which}benchmark is not built yet (issue 6); nothing to run.");
-    Ok(ExitCode::SUCCESS)
+pub(crate) fn run(flags: flags::Bench) -> Result<ExitCode> {
+    let mut args: Vec<OsString> = Vec::new();
+    match (flags.kafka, &flags.brokers) {
+        (Some(_), Some(_)) => bail!("give either --kafka or --brokers, not both"),
+        (None | Some(flags::BenchKafka::Mock), None) => {}
+        (Some(flags::BenchKafka::Local), None) => {
+            let bootstrap = kafka::start().context("starting real Apache Kafka")?;
+            args.extend([
+                "--brokers".into(),
+                bootstrap.into(),
+                "--broker-name".into(),
+                format!("local Apache Kafka {}", kafka::KAFKA_VERSION).into(),
+            ]);
+        }
+        (None, Some(brokers)) => args.extend(["--brokers".into(), brokers.into()]),
+    }
+    if flags.quick {
+        args.push("--quick".into());
+    }
+    if let Some(only) = &flags.only {
+        args.extend(["--only".into(), only.into()]);
+    }
+    if let Some(contenders) = &flags.contenders {
+        args.extend(["--contenders".into(), contenders.into()]);
+    }
+    if let Some(reps) = flags.reps {
+        args.extend(["--reps".into(), reps.to_string().into()]);
+    }
+    for property in &flags.set {
+        args.extend(["--set".into(), property.into()]);
+    }
+    args.extend(["--out".into(), target_dir()?.join("bench").into()]);
+
+    let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
+    cmd.current_dir(project_root())
+        .args(["run", "--release", "--package", "tier-bench", "--"])
+        .args(&args);
+    let shown: Vec<String> = args
+        .iter()
+        .map(|arg| arg.to_string_lossy().into_owned())
+        .collect();
+    eprintln!(
+        "xtask: cargo run --release --package tier-bench -- {}",
+        shown.join(" ")
+    );
+    let status = cmd.status().context("running `cargo run -p tier-bench`")?;
+    Ok(if status.success() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
 }

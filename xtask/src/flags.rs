@@ -30,10 +30,26 @@ xflags::xflags! {
             /// Arguments for every test binary, given after `--`: a test name filter, `--nocapture`, ...
             repeated args: OsString
         }
-        /// Run the benchmarks (not built yet: issue 6).
+        /// Run the consumer benchmark (`benches/tier-bench`, built in release mode): every
+        /// contender in every scenario, one child process per run; tables on stdout, then JSON,
+        /// Markdown and SVG charts in `target/bench/`.
         cmd bench {
-            /// Run a short version of the benchmarks (accepted and ignored for now).
+            /// Small sizes and one repetition: every scenario well under a minute on the mock (CI runs this).
             optional --quick
+            /// The broker: `mock` (librdkafka's embedded mock cluster, the default) or `local`
+            /// (real Apache Kafka, started as by `cargo xtask kafka start` and left running).
+            optional --kafka kafka: BenchKafka
+            /// An external broker instead: its bootstrap list, `host:port[,host:port...]`.
+            optional --brokers brokers: String
+            /// Run only these scenarios, comma-separated: drain, backlog, processing, latency, idle.
+            optional --only only: String
+            /// Run only these contenders, comma-separated: raw, rdstream, standard, buffered32,
+            /// buffered128, dedicated, dyn.
+            optional --contenders contenders: String
+            /// Repetitions of each throughput run, the median reported (default 3; 1 with `--quick`).
+            optional --reps reps: u32
+            /// An extra librdkafka property for every contender, `PROPERTY=VALUE` (repeatable).
+            repeated --set set: String
         }
     }
 }
@@ -85,6 +101,12 @@ pub struct Test {
 #[derive(Debug)]
 pub struct Bench {
     pub quick: bool,
+    pub kafka: Option<BenchKafka>,
+    pub brokers: Option<String>,
+    pub only: Option<String>,
+    pub contenders: Option<String>,
+    pub reps: Option<u32>,
+    pub set: Vec<String>,
 }
 
 impl Xtask {
@@ -138,6 +160,29 @@ impl FromStr for Broker {
             "all" => Ok(Broker::All),
             other => Err(format!(
                 "unknown broker `{other}`, expected `mock`, `local` or `all`"
+            )),
+        }
+    }
+}
+
+/// Which broker `cargo xtask bench` measures against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BenchKafka {
+    /// librdkafka's embedded mock cluster, inside the benchmark process.
+    Mock,
+    /// The real Apache Kafka broker of `cargo xtask kafka start`.
+    Local,
+}
+
+impl FromStr for BenchKafka {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "mock" => Ok(BenchKafka::Mock),
+            "local" => Ok(BenchKafka::Local),
+            other => Err(format!(
+                "unknown broker `{other}`, expected `mock` or `local`"
             )),
         }
     }

@@ -33,7 +33,7 @@ use anyhow::{Context, Result, bail};
 use crate::flags;
 
 /// The Apache Kafka release we run.
-const KAFKA_VERSION: &str = "4.4.0";
+pub(crate) const KAFKA_VERSION: &str = "4.4.0";
 /// The log4j2 release that `kafka_2.13` 4.4.0 resolves to; the SLF4J binding
 /// we add is pinned to it (through log4j's BOM).
 const LOG4J_VERSION: &str = "2.25.5";
