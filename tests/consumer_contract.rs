@@ -8,7 +8,9 @@ use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use common::{Implementation, build, consumer_config, coordinates, env, next_within, take};
+use common::{
+    Implementation, build, consumer_config, coordinates, env, next_within, subscribed, take,
+};
 use futures_util::StreamExt;
 use kafka_test_env::TestRecord;
 use tiered_kafka::api::{
@@ -32,13 +34,14 @@ async fn reads_every_message_once(implementation: Implementation) {
     env.create_topic(&topic, 3).expect("topic");
     let produced = env.produce_test_messages(&topic, 500).expect("produce");
 
-    let consumer = build(
+    let consumer = subscribed(
         implementation,
-        consumer_config(&env, &env.unique_group("every")),
+        &env,
+        &env.unique_group("every"),
+        &topic,
         StringSerde,
         StringSerde,
     );
-    consumer.subscribe(&[&topic]).expect("subscribe");
     assert_eq!(consumer.tier(), implementation_tier(implementation));
     let mut stream = consumer.stream();
     let messages = take(&mut stream, produced.len(), PATIENCE).await;
@@ -91,13 +94,14 @@ async fn commits_only_what_was_yielded(implementation: Implementation) {
     let group = env.unique_group("commit");
 
     let first = {
-        let consumer = build(
+        let consumer = subscribed(
             implementation,
-            consumer_config(&env, &group),
+            &env,
+            &group,
+            &topic,
             StringSerde,
             StringSerde,
         );
-        consumer.subscribe(&[&topic]).expect("subscribe");
         let mut stream = consumer.stream();
         let first = take(&mut stream, 400, PATIENCE).await;
         consumer.commit().expect("commit");
@@ -106,13 +110,14 @@ async fn commits_only_what_was_yielded(implementation: Implementation) {
         first
     };
 
-    let restarted = build(
+    let restarted = subscribed(
         Implementation::Fast(ConsumerTier::Standard),
-        consumer_config(&env, &group),
+        &env,
+        &group,
+        &topic,
         StringSerde,
         StringSerde,
     );
-    restarted.subscribe(&[&topic]).expect("subscribe");
     let mut stream = restarted.stream();
     let second = take(&mut stream, 600, PATIENCE).await;
     assert!(
@@ -204,13 +209,14 @@ async fn bad_data_is_one_error_and_the_stream_goes_on(implementation: Implementa
     let group = env.unique_group("bad");
 
     {
-        let consumer = build::<String, Order>(
+        let consumer = subscribed::<String, Order>(
             implementation,
-            consumer_config(&env, &group),
+            &env,
+            &group,
+            &topic,
             StringSerde,
             JsonSerde,
         );
-        consumer.subscribe(&[&topic]).expect("subscribe");
         let mut stream = consumer.stream();
         let mut items = Vec::new();
         while items.len() < 7 {
@@ -266,13 +272,8 @@ async fn bad_data_is_one_error_and_the_stream_goes_on(implementation: Implementa
     // The bad messages counted as delivered: a restart begins after them.
     env.produce(&topic, [TestRecord::new("k7", r#"{"id":7}"#)])
         .expect("produce");
-    let restarted = build::<String, Order>(
-        implementation,
-        consumer_config(&env, &group),
-        StringSerde,
-        JsonSerde,
-    );
-    restarted.subscribe(&[&topic]).expect("subscribe");
+    let restarted =
+        subscribed::<String, Order>(implementation, &env, &group, &topic, StringSerde, JsonSerde);
     let mut stream = restarted.stream();
     let next = take(&mut stream, 1, PATIENCE).await;
     assert_eq!(next[0].offset, 7);
@@ -310,13 +311,14 @@ async fn rebalance_loses_nothing(implementation: Implementation) {
     let stop = Arc::new(tokio::sync::Notify::new());
 
     let spawn_member = |member: usize| {
-        let consumer = build(
+        let consumer = subscribed(
             implementation,
-            consumer_config(&env, &group),
+            &env,
+            &group,
+            &topic,
             StringSerde,
             StringSerde,
         );
-        consumer.subscribe(&[&topic]).expect("subscribe");
         let seen = Arc::clone(&seen);
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {

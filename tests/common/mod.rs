@@ -70,6 +70,26 @@ pub fn build<K: Send + 'static, V: Send + 'static>(
     }
 }
 
+/// Builds `implementation` for the test broker in `group` and subscribes it
+/// to `topic`.
+pub fn subscribed<K: Send + 'static, V: Send + 'static>(
+    implementation: Implementation,
+    env: &KafkaTestEnv,
+    group: &str,
+    topic: &str,
+    key_serde: impl Serde<K> + 'static,
+    value_serde: impl Serde<V> + 'static,
+) -> Box<dyn KafkaStreamConsumer<K, V>> {
+    let consumer = build(
+        implementation,
+        consumer_config(env, group),
+        key_serde,
+        value_serde,
+    );
+    consumer.subscribe(&[topic]).expect("subscribe");
+    consumer
+}
+
 /// Waits up to `within` for the next item.
 pub async fn next_within<K, V>(
     stream: &mut MessageStream<'_, K, V>,
