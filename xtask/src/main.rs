@@ -1,9 +1,9 @@
 //! `cargo xtask`: the task runner of tiered-kafka.
 //!
 //! Each command lives in its own module: [`kafka`] runs a local Apache Kafka
-//! broker, [`test`] runs every test phase and sums the results, [`bench`] runs
-//! the benchmarks. The command line is declared once, with its help, in
-//! [`flags`].
+//! broker, [`test`](mod@test) runs every test phase and sums the results,
+//! [`bench`](mod@bench) runs the benchmarks. The command line is declared
+//! once, with its help, in [`flags`].
 
 mod bench;
 mod flags;

@@ -12,7 +12,7 @@
 //!
 //! Existing configurations (no `performance_tier`) keep the legacy consumer.
 //! The fast tiers are served by one adapter type,
-//! [`TieredConsumer`](consumer_fast::TieredConsumer): the tiers differ only in
+//! [`TieredConsumer`]: the tiers differ only in
 //! which stream `stream()` opens, so one type with the tier as data replaces
 //! the plan's three adapters without three copies of the same delegation.
 //!
