@@ -252,3 +252,40 @@ async fn a_second_dedicated_stream_does_not_start_a_second_thread() {
             .is_none()
     );
 }
+
+/// The configuration examples users copy (`examples/config/*.yaml`, shown in
+/// `docs/configuration.md`) load through the factory, pick their consumer,
+/// and say what the plan's examples say.
+#[test]
+fn example_config_files_build_their_consumer() {
+    let config_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/config");
+    let guide = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/configuration.md"),
+    )
+    .expect("docs/configuration.md");
+    for (file, (plan_yaml, tier)) in ["legacy", "standard", "buffered", "dedicated"]
+        .iter()
+        .zip(PLAN_EXAMPLES)
+    {
+        let path = config_dir.join(format!("{file}.yaml"));
+        let consumer = ConsumerFactory::from_yaml_file::<String, String, _, _>(
+            &path,
+            StringSerde,
+            StringSerde,
+        )
+        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        assert_eq!(consumer.tier(), tier, "{}", path.display());
+        assert_eq!(
+            ConsumerConfig::from_yaml_file(&path).expect("loads"),
+            ConsumerConfig::from_yaml_str(plan_yaml).expect("plan example loads"),
+            "{} says something else than the plan's example",
+            path.display()
+        );
+        let yaml = std::fs::read_to_string(&path).expect("read");
+        assert!(
+            guide.contains(&format!("```yaml\n{yaml}```")),
+            "docs/configuration.md does not show {} verbatim",
+            path.display()
+        );
+    }
+}

@@ -1,0 +1,62 @@
+//! Graceful shutdown: consume until Ctrl-C, then close the stream, commit
+//! what was handed out, and leave the group, in that order.
+//!
+//! `cargo run --example graceful_shutdown` (embedded mock broker), or with
+//! `KAFKA_BROKERS=host:port` for your own. So that it also ends by itself
+//! (in CI), it stops after 3 s without a message as well.
+
+mod support;
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tiered_kafka::prelude::*;
+
+const IDLE: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let demo = support::Demo::start("graceful-shutdown")?;
+
+    let mut config = demo.config();
+    config.performance_tier = Some(ConsumerTier::Dedicated); // a polling thread to stop, too
+    let consumer =
+        ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)?;
+    consumer.subscribe(&[&demo.topic])?;
+
+    // A service would also listen for SIGTERM (`tokio::signal::unix`).
+    let mut ctrl_c = std::pin::pin!(tokio::signal::ctrl_c());
+    let mut messages = consumer.stream();
+    let mut consumed = 0;
+    println!("consuming; press Ctrl-C to stop");
+    loop {
+        // `next()` is cancel safe: when Ctrl-C wins, no message is lost.
+        tokio::select! {
+            signal = &mut ctrl_c => {
+                signal?;
+                println!("Ctrl-C: stopping");
+                break;
+            }
+            next = tokio::time::timeout(IDLE, messages.next()) => match next {
+                Ok(Some(message)) => {
+                    let message = message?;
+                    consumed += 1;
+                    println!("{message}: {:?} = {:?}", message.key, message.value);
+                }
+                Ok(None) => break, // the consumer was closed
+                Err(_) => {
+                    println!("no message for {IDLE:?}: stopping");
+                    break;
+                }
+            },
+        }
+    }
+    // The stream first: it stops and joins the polling thread, and hands the
+    // messages it read ahead back to librdkafka. Then commit exactly what was
+    // handed out; dropping the consumer then leaves the group.
+    drop(messages);
+    consumer.commit()?;
+    drop(consumer);
+    println!("stopped cleanly after {consumed} messages");
+    Ok(())
+}

@@ -1,0 +1,32 @@
+//! The fast consumer (rdkafka's `BaseConsumer`) in the Standard tier: one
+//! message per wake-up, lowest latency. `consumer-fast` alone, no factory.
+//!
+//! `cargo run --example standard` (embedded mock broker), or with
+//! `KAFKA_BROKERS=host:port` for your own.
+
+mod support;
+
+use futures_util::StreamExt;
+use tiered_kafka::prelude::*;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let demo = support::Demo::start("standard")?;
+
+    let consumer: Consumer<String, String> =
+        Consumer::with_config(demo.config(), Box::new(StringSerde), Box::new(StringSerde))?;
+    consumer.subscribe(&[&demo.topic])?;
+
+    let mut messages = consumer.stream().take(demo.messages);
+    while let Some(message) = messages.next().await {
+        let message = message?;
+        println!("{message}: {:?} = {:?}", message.key, message.value);
+    }
+    drop(messages);
+    consumer.commit()?; // exactly the messages handed out above
+    println!(
+        "committed; next offsets: {}",
+        support::offsets(&consumer.current_offsets()?)
+    );
+    Ok(())
+}
