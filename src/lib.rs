@@ -64,3 +64,18 @@ pub mod prelude {
 #[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
+
+/// The configuration guide's code blocks, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/configuration.md")]
+pub struct ConfigurationGuideDoctests;
+
+/// The migration guide's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/migration-guide.md")]
+pub struct MigrationGuideDoctests;
+
+/// The FAQ's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/faq.md")]
+pub struct FaqDoctests;
