@@ -11,14 +11,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Implementation, build, consumer_config, env, next_within, take};
-use tiered_kafka::api::{ConsumerTier, StringSerde};
-
-const IMPLEMENTATIONS: [Implementation; 4] = [
-    Implementation::Fast(ConsumerTier::Standard),
-    Implementation::Fast(ConsumerTier::Buffered { batch_size: 32 }),
-    Implementation::Fast(ConsumerTier::Dedicated),
-    Implementation::Legacy,
-];
+use tiered_kafka::api::StringSerde;
 
 /// The smallest session timeout Apache Kafka accepts by default
 /// (`group.min.session.timeout.ms`).
@@ -37,7 +30,7 @@ fn dropping_a_consumer_of_a_vanished_broker_is_bounded() {
     env.create_topic(&topic, 2).expect("topic");
     env.produce_test_messages(&topic, 20).expect("produce");
 
-    for implementation in IMPLEMENTATIONS {
+    for implementation in Implementation::ALL {
         let mut config = consumer_config(&env, &env.unique_group("outage"));
         config.session_timeout_ms = Some(SESSION_TIMEOUT.as_millis() as u64);
         let _guard = runtime.enter();

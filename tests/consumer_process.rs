@@ -9,38 +9,14 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::process::{CpuMeter, thread_count};
 use common::{Implementation, build, consumer_config, env, next_within};
-use tiered_kafka::api::{ConsumerTier, StringSerde};
+use tiered_kafka::api::StringSerde;
 
 /// Generous: an idle consumer should be near 0%; a busy-spinning one is at 100%.
 const MAX_IDLE_CPU_SHARE: f64 = 0.02;
 const IDLE_WINDOW: Duration = Duration::from_secs(3);
 const MAX_DROP_TIME: Duration = Duration::from_secs(1);
-
-const IMPLEMENTATIONS: [Implementation; 4] = [
-    Implementation::Fast(ConsumerTier::Standard),
-    Implementation::Fast(ConsumerTier::Buffered { batch_size: 32 }),
-    Implementation::Fast(ConsumerTier::Dedicated),
-    Implementation::Legacy,
-];
-
-/// CPU time used by this process so far (all threads, user + system).
-fn process_cpu_time() -> Duration {
-    let mut now = libc::timespec {
-        tv_sec: 0,
-        tv_nsec: 0,
-    };
-    // SAFETY: `now` is a valid, writable timespec.
-    let status = unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut now) };
-    assert_eq!(status, 0, "clock_gettime(CLOCK_PROCESS_CPUTIME_ID) failed");
-    Duration::new(now.tv_sec as u64, now.tv_nsec as u32)
-}
-
-fn thread_count() -> usize {
-    std::fs::read_dir("/proc/self/task")
-        .expect("/proc/self/task")
-        .count()
-}
 
 #[test]
 fn idle_consumers_sleep_and_dropped_consumers_leave_nothing_behind() {
@@ -53,16 +29,15 @@ fn idle_consumers_sleep_and_dropped_consumers_leave_nothing_behind() {
     env.create_topic(&topic, 2).expect("topic");
 
     // The broker's own idle cost (the mock cluster runs in this process).
-    let cpu = process_cpu_time();
-    let wall = Instant::now();
+    let meter = CpuMeter::start();
     std::thread::sleep(IDLE_WINDOW);
-    let baseline = (process_cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+    let baseline = meter.share();
     println!(
         "broker and test process idle: {:.2}% of a core",
         baseline * 100.0
     );
 
-    for implementation in IMPLEMENTATIONS {
+    for implementation in Implementation::ALL {
         let threads_before = thread_count();
         let consumer = build(
             implementation,
@@ -75,10 +50,9 @@ fn idle_consumers_sleep_and_dropped_consumers_leave_nothing_behind() {
         runtime.block_on(async {
             // Let the group settle: joining and fetching offsets is not idling.
             assert!(next_within(&mut stream, Duration::from_secs(2)).await.is_none(), "the topic is empty");
-            let cpu = process_cpu_time();
-            let wall = Instant::now();
+            let meter = CpuMeter::start();
             assert!(next_within(&mut stream, IDLE_WINDOW).await.is_none(), "the topic is empty");
-            let share = (process_cpu_time() - cpu).as_secs_f64() / wall.elapsed().as_secs_f64();
+            let share = meter.share();
             let consumer_share = share - baseline;
             println!(
                 "{implementation:?}: idle process {:.2}% of a core, consumer {:.2}% over {IDLE_WINDOW:?}",

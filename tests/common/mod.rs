@@ -2,6 +2,8 @@
 //! implementations under test, and helpers to read from them with a deadline.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod process;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
@@ -33,6 +35,16 @@ pub enum Implementation {
     Fast(ConsumerTier),
     /// `consumer-legacy`: the `StreamConsumer`-based `KafkaConsumer`.
     Legacy,
+}
+
+impl Implementation {
+    /// Every implementation, for tests that run them one after another.
+    pub const ALL: [Implementation; 4] = [
+        Implementation::Fast(ConsumerTier::Standard),
+        Implementation::Fast(ConsumerTier::Buffered { batch_size: 32 }),
+        Implementation::Fast(ConsumerTier::Dedicated),
+        Implementation::Legacy,
+    ];
 }
 
 /// A consumer configuration for the test broker: earliest, no auto-commit,

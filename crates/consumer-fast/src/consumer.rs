@@ -1,8 +1,8 @@
 //! [`Consumer`]: a `BaseConsumer` that hands out deserialized messages.
 
-use std::collections::VecDeque;
-use std::sync::Arc;
+use std::collections::{BTreeSet, VecDeque};
 use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use atomic_waker::AtomicWaker;
@@ -15,6 +15,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::context::FastContext;
+use crate::liveness::{PollKeeper, max_poll_interval};
 use crate::offsets::{Delivery, OffsetBook};
 use crate::queue::QueueHandle;
 use crate::stream::{BufferedKafkaStream, KafkaStream};
@@ -93,6 +94,14 @@ pub struct Consumer<K, V> {
     key_serde: Box<dyn Serde<K>>,
     value_serde: Box<dyn Serde<V>>,
     pub(crate) dedicated_running: AtomicBool,
+    /// librdkafka's `max.poll.interval.ms` for this consumer.
+    pub(crate) max_poll_interval: Duration,
+    /// Started with the first Standard or Buffered stream; `None` inside when
+    /// the thread could not start.
+    poll_keeper: OnceLock<Option<PollKeeper>>,
+    /// Partitions the application paused, which the Dedicated tier's
+    /// backpressure must leave paused.
+    pub(crate) paused_by_application: Mutex<BTreeSet<(String, i32)>>,
 }
 
 impl<K, V> std::fmt::Debug for Consumer<K, V> {
@@ -133,6 +142,7 @@ impl<K, V> Consumer<K, V> {
         let wake = Arc::clone(&waker);
         base.set_nonempty_callback(move || wake.wake());
         let book = Arc::clone(&base.context().book);
+        let max_poll_interval = max_poll_interval(&base);
         Ok(Consumer {
             queue,
             base,
@@ -141,6 +151,9 @@ impl<K, V> Consumer<K, V> {
             key_serde,
             value_serde,
             dedicated_running: AtomicBool::new(false),
+            max_poll_interval,
+            poll_keeper: OnceLock::new(),
+            paused_by_application: Mutex::default(),
         })
     }
 
@@ -294,6 +307,7 @@ impl<K, V> Consumer<K, V> {
 
     /// The Standard tier: a stream handing out one message per wake-up.
     pub fn stream(&self) -> KafkaStream<'_, K, V> {
+        self.keep_polled();
         KafkaStream::new(self)
     }
 
@@ -301,7 +315,26 @@ impl<K, V> Consumer<K, V> {
     /// from librdkafka per wake-up (a `batch_size` of 0 counts as 1). It never
     /// waits for a batch to fill.
     pub fn buffered_stream(&self, batch_size: usize) -> BufferedKafkaStream<'_, K, V> {
+        self.keep_polled();
         BufferedKafkaStream::new(self, batch_size)
+    }
+
+    /// Makes sure a stream waiting on an empty topic polls librdkafka at
+    /// least every half `max.poll.interval.ms`: otherwise librdkafka takes
+    /// the waiting consumer for a stuck one and leaves the group.
+    fn keep_polled(&self) {
+        self.poll_keeper.get_or_init(|| {
+            match PollKeeper::start(Arc::clone(&self.waker), self.max_poll_interval) {
+                Ok(keeper) => Some(keeper),
+                Err(error) => {
+                    tracing::error!(
+                        %error,
+                        "cannot start the poll keeper thread: a consumer waiting longer than max.poll.interval.ms for a message will leave its group and rejoin"
+                    );
+                    None
+                }
+            }
+        });
     }
 
     /// The partitions assigned to this consumer.
@@ -337,7 +370,17 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Kafka`] when librdkafka refuses.
     pub fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
-        Ok(self.base.pause(partitions)?)
+        self.base.pause(partitions)?;
+        self.paused_by_application
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(
+                partitions
+                    .elements()
+                    .iter()
+                    .map(|e| (e.topic().to_owned(), e.partition())),
+            );
+        Ok(())
     }
 
     /// Resumes fetching from paused partitions.
@@ -346,7 +389,15 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Kafka`] when librdkafka refuses.
     pub fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
-        Ok(self.base.resume(partitions)?)
+        self.base.resume(partitions)?;
+        let mut paused = self
+            .paused_by_application
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for element in partitions.elements() {
+            paused.remove(&(element.topic().to_owned(), element.partition()));
+        }
+        Ok(())
     }
 
     /// The group's committed offsets for the assigned partitions.
@@ -378,7 +429,7 @@ impl<K, V> Consumer<K, V> {
     ) -> Polled<K, V> {
         let result = match result {
             Ok(record) => Message::from_kafka(&record, &*self.key_serde, &*self.value_serde),
-            Err(error) => Err(ConsumerError::Kafka(error)),
+            Err(error) => Err(self.base.context().reasons.attach(error)),
         };
         Polled { generation, result }
     }

@@ -59,6 +59,7 @@
 mod consumer;
 mod context;
 mod dedicated;
+mod liveness;
 mod offsets;
 mod queue;
 mod revocation;
