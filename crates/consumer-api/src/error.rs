@@ -41,6 +41,22 @@ pub enum ConsumerError {
         source: SerdeError,
     },
 
+    /// librdkafka reported an error while consuming, with its own account of
+    /// what it concerns: the topic that does not exist or was deleted, the
+    /// broker address that cannot be reached, the partition whose fetch
+    /// failed. The stream goes on: it is not the end of it.
+    ///
+    /// [`kafka_error`](ConsumerError::kafka_error) gives the librdkafka error
+    /// of this variant and of [`ConsumerError::Kafka`] alike.
+    #[error("Kafka error: {error}: {reason}")]
+    Reported {
+        /// The error, with its code.
+        error: KafkaError,
+        /// librdkafka's description, e.g. `Subscribed topic not available:
+        /// orders: Broker: Unknown topic or partition`.
+        reason: String,
+    },
+
     /// The configuration is invalid.
     #[error(transparent)]
     Config(#[from] ConfigError),
@@ -60,6 +76,27 @@ pub enum ConsumerError {
     /// The consumer was closed; it delivers nothing more.
     #[error("the consumer is closed")]
     Closed,
+}
+
+impl ConsumerError {
+    /// The librdkafka error of a [`ConsumerError::Kafka`] or
+    /// [`ConsumerError::Reported`]; `None` for every other variant.
+    pub fn kafka_error(&self) -> Option<&KafkaError> {
+        match self {
+            ConsumerError::Kafka(error) | ConsumerError::Reported { error, .. } => Some(error),
+            _ => None,
+        }
+    }
+
+    /// An error librdkafka reported, with the description it gave for it
+    /// when there is one: [`ConsumerError::Reported`], else
+    /// [`ConsumerError::Kafka`].
+    pub fn reported(error: KafkaError, reason: Option<String>) -> Self {
+        match reason {
+            Some(reason) if !reason.is_empty() => ConsumerError::Reported { error, reason },
+            _ => ConsumerError::Kafka(error),
+        }
+    }
 }
 
 /// Which part of a record a [`ConsumerError::Deserialize`] is about.

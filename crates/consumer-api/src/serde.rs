@@ -97,8 +97,9 @@ impl SerdeError {
 ///
 /// let order: Order = JsonSerde.deserialize(br#"{"id": 7}"#).unwrap();
 /// assert_eq!(order, Order { id: 7 });
+/// // An error names the field at fault.
 /// let error = Serde::<Order>::deserialize(&JsonSerde, br#"{"id": "seven"}"#).unwrap_err();
-/// assert!(error.to_string().contains("invalid type"));
+/// assert!(error.to_string().starts_with("field `id`: invalid type"), "{error}");
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct JsonSerde;
@@ -109,7 +110,25 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for JsonSerde {
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
-        serde_json::from_slice(bytes).map_err(SerdeError::new)
+        let mut document = serde_json::Deserializer::from_slice(bytes);
+        let value = serde_path_to_error::deserialize(&mut document).map_err(json_error)?;
+        // Trailing characters after the value are an error, as with
+        // `serde_json::from_slice`.
+        document.end().map_err(SerdeError::new)?;
+        Ok(value)
+    }
+}
+
+/// A JSON error that names the field at fault (`items[2].price: invalid
+/// type: ...`) when it is about one, with serde_json's line and column.
+fn json_error(error: serde_path_to_error::Error<serde_json::Error>) -> SerdeError {
+    let path = error.path().to_string();
+    let about_data = error.inner().classify() == serde_json::error::Category::Data;
+    if !about_data || path == "." || path.contains('?') {
+        // Not about a known field: malformed, truncated or empty JSON.
+        SerdeError::new(error.into_inner())
+    } else {
+        SerdeError::msg(format!("field `{path}`: {}", error.into_inner()))
     }
 }
 

@@ -4,10 +4,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::error::KafkaError;
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::offsets::OffsetBook;
+use crate::reason::ErrorReasons;
 use crate::revocation::RevocationPolicy;
 
 /// The consumer context every fast [`Consumer`](crate::Consumer) runs with.
@@ -38,6 +40,8 @@ use crate::revocation::RevocationPolicy;
 pub struct FastContext {
     pub(crate) book: Arc<OffsetBook>,
     revocation: RevocationPolicy,
+    /// What librdkafka said about the error being polled.
+    pub(crate) reasons: ErrorReasons,
 }
 
 impl FastContext {
@@ -59,7 +63,14 @@ impl FastContext {
     }
 }
 
-impl ClientContext for FastContext {}
+impl ClientContext for FastContext {
+    fn error(&self, error: KafkaError, reason: &str) {
+        // Called while polling, just before the poll returns the same error:
+        // the consumer attaches this description to it.
+        self.reasons.note(&error, reason);
+        tracing::error!("librdkafka: {error}: {reason}");
+    }
+}
 
 impl ConsumerContext for FastContext {
     fn rebalance(

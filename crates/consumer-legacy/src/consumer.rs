@@ -504,6 +504,11 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         self.consumer.context().book.generation()
     }
 
+    /// An error the stream polled, with librdkafka's description of it.
+    pub(crate) fn reported(&self, error: rdkafka::error::KafkaError) -> ConsumerError {
+        self.consumer.context().reasons.attach(error)
+    }
+
     /// Commits, synchronously, the offsets of every message handed to the
     /// application so far (including messages whose deserialization error was
     /// handed out). Nothing else: messages librdkafka has fetched but not

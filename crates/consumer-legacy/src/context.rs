@@ -5,7 +5,7 @@
 
 use std::error::Error;
 
-use consumer_fast::{OffsetBook, RevocationPolicy};
+use consumer_fast::{ErrorReasons, OffsetBook, RevocationPolicy};
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
 use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
@@ -157,6 +157,8 @@ pub struct TrackingContext<C> {
     inner: C,
     pub(crate) book: OffsetBook,
     revocation: RevocationPolicy,
+    /// What librdkafka said about the error being polled.
+    pub(crate) reasons: ErrorReasons,
 }
 
 impl<C> TrackingContext<C> {
@@ -167,6 +169,7 @@ impl<C> TrackingContext<C> {
             inner,
             book: OffsetBook::new(),
             revocation,
+            reasons: ErrorReasons::new(),
         }
     }
 
@@ -192,6 +195,9 @@ impl<C: LegacyConsumerContext> ClientContext for TrackingContext<C> {
     }
 
     fn error(&self, error: KafkaError, reason: &str) {
+        // Called while polling, just before the poll returns the same error:
+        // the stream attaches this description to it.
+        self.reasons.note(&error, reason);
         self.inner.error(error, reason);
     }
 

@@ -88,7 +88,7 @@ where
                     // Its partition was revoked since: the new owner reads it.
                 }
                 Poll::Ready(Some(Err(error))) => {
-                    return Poll::Ready(Some(Err(ConsumerError::Kafka(error))));
+                    return Poll::Ready(Some(Err(this.consumer.reported(error))));
                 }
                 Poll::Ready(None) => return Poll::Ready(None),
                 Poll::Pending => return Poll::Pending,
