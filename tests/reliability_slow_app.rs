@@ -115,7 +115,7 @@ fn a_slow_application_keeps_bounded_memory_and_its_group_membership() {
                     tokio::time::sleep(PER_MESSAGE).await;
                 }
                 processed += 1;
-                if processed % 50 == 0 {
+                if processed.is_multiple_of(50) {
                     peak = peak.max(resident_bytes("self"));
                 }
             }

@@ -1,0 +1,303 @@
+//! Reliability, crash: a consumer process killed with `SIGKILL` at random
+//! points loses nothing, and repeats at most what it had processed since its
+//! last commit.
+//!
+//! The test runs a child process (this test binary again, in the child role)
+//! that consumes a 6-partition topic of 50,000 messages through the
+//! `KafkaStreamConsumer` trait, writes each message's coordinates to a log
+//! file as it processes it (one `write` per message, so a kill loses no
+//! line), and commits every [`COMMIT_EVERY`] messages, logging each
+//! successful commit. The parent kills the child three times, each after a
+//! random number of messages, and starts it again; the fourth child runs
+//! until every message has been processed.
+//!
+//! Checked, from the logs: every produced message was processed at least
+//! once; and what each restarted child processed again is no more than the
+//! uncommitted window of the child killed before it (its messages after its
+//! last successful commit).
+
+mod common;
+
+use std::collections::{BTreeSet, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Implementation, build, env, produced_coordinates};
+use futures_util::StreamExt;
+use tiered_kafka::api::{AutoOffsetReset, BytesSerde, ConsumerConfig, ConsumerTier};
+
+const MESSAGES: usize = 50_000;
+const PARTITIONS: i32 = 6;
+/// The child commits after this many messages.
+const COMMIT_EVERY: usize = 500;
+const KILLS: usize = 3;
+/// Each kill comes after the child processed a random number of messages in
+/// this range (counted from its start).
+const KILL_AFTER: std::ops::Range<usize> = 1_000..12_000;
+/// Generous: a child needs a group join (up to `session.timeout.ms` while the
+/// killed member is still in the group) and reads thousands of messages a
+/// second.
+const RUN_DEADLINE: Duration = Duration::from_secs(120);
+/// Set in the child's environment: `implementation|bootstrap|topic|group|log`.
+const CHILD_ROLE: &str = "TIERED_KAFKA_CRASH_CHILD";
+/// This test's name, for the child's `--exact` filter.
+const TEST_NAME: &str =
+    "a_killed_consumer_loses_nothing_and_repeats_at_most_its_uncommitted_window";
+
+#[test]
+fn a_killed_consumer_loses_nothing_and_repeats_at_most_its_uncommitted_window() {
+    if let Ok(role) = std::env::var(CHILD_ROLE) {
+        child(&role);
+    }
+    let env = env();
+    let seed = fastrand::u64(..);
+    println!("random seed {seed}");
+    let mut random = fastrand::Rng::with_seed(seed);
+    for implementation in Implementation::ALL {
+        let topic = env.unique_topic("crash");
+        env.create_topic(&topic, PARTITIONS).expect("topic");
+        let produced = produced_coordinates(
+            &env.produce_test_messages(&topic, MESSAGES)
+                .expect("produce"),
+        );
+        let group = env.unique_group("crash");
+        let logs = tempfile::tempdir().expect("a directory for the child logs");
+        let started = Instant::now();
+        let mut runs: Vec<RunLog> = Vec::new();
+        for run in 0..=KILLS {
+            let log_path = logs.path().join(format!("run-{run}.log"));
+            let spec = format!(
+                "{}|{}|{topic}|{group}|{}",
+                implementation_name(implementation),
+                env.bootstrap_servers(),
+                log_path.display()
+            );
+            let mut child = spawn_child(&spec, logs.path(), run);
+            let deadline = Instant::now() + RUN_DEADLINE;
+            if run < KILLS {
+                let kill_after = random.usize(KILL_AFTER);
+                wait_for(&mut child, &log_path, deadline, |log| {
+                    log.processed.len() >= kill_after
+                });
+            } else {
+                let seen_before: HashSet<(i32, i64)> = runs
+                    .iter()
+                    .flat_map(|r| r.processed.iter().copied())
+                    .collect();
+                let remaining: Vec<_> = produced
+                    .difference(&seen_before.iter().copied().collect())
+                    .copied()
+                    .collect();
+                wait_for(&mut child, &log_path, deadline, |log| {
+                    let seen: HashSet<_> = log.processed.iter().collect();
+                    remaining.iter().all(|c| seen.contains(c))
+                });
+            }
+            // SIGKILL: no drop, no commit, no leaving the group.
+            child.kill().expect("kill the child");
+            child.wait().expect("reap the child");
+            runs.push(RunLog::read(&log_path));
+        }
+
+        let mut seen: HashSet<(i32, i64)> = HashSet::new();
+        let mut report = Vec::new();
+        for (run, log) in runs.iter().enumerate() {
+            let repeated = log.processed.iter().filter(|c| seen.contains(c)).count();
+            if run > 0 {
+                let window = runs[run - 1].uncommitted_window();
+                assert!(
+                    repeated <= window,
+                    "{implementation:?}: run {run} processed {repeated} messages again, more than the {window} its killed predecessor processed after its last commit"
+                );
+            }
+            report.push(format!(
+                "run {run}: {} processed, {} commits, {repeated} again, uncommitted at the kill {}",
+                log.processed.len(),
+                log.commits,
+                log.uncommitted_window()
+            ));
+            seen.extend(log.processed.iter().copied());
+        }
+        let missing: BTreeSet<_> = produced.iter().filter(|c| !seen.contains(c)).collect();
+        assert!(
+            missing.is_empty(),
+            "{implementation:?}: {} of {MESSAGES} messages never processed, e.g. {:?}",
+            missing.len(),
+            missing.iter().take(5).collect::<Vec<_>>()
+        );
+        let total: usize = runs.iter().map(|r| r.processed.len()).sum();
+        println!(
+            "{implementation:?}: {MESSAGES} produced, all processed across {} runs ({KILLS} killed) in {:?}; {} duplicates in total\n  {}",
+            runs.len(),
+            started.elapsed(),
+            total - seen.len(),
+            report.join("\n  ")
+        );
+    }
+}
+
+/// What one child wrote: the coordinates it processed, in order, and where
+/// its last successful commit came.
+struct RunLog {
+    processed: Vec<(i32, i64)>,
+    commits: usize,
+    /// How many of `processed` came before the last successful commit.
+    committed_prefix: usize,
+    errors: Vec<String>,
+}
+
+impl RunLog {
+    fn read(path: &Path) -> RunLog {
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        let mut log = RunLog {
+            processed: Vec::new(),
+            commits: 0,
+            committed_prefix: 0,
+            errors: Vec::new(),
+        };
+        // A kill can cut the last line short: only whole lines count.
+        let whole = text.rsplit_once('\n').map_or("", |(whole, _)| whole);
+        for line in whole.lines() {
+            let mut fields = line.split(' ');
+            match fields.next() {
+                Some("P") => {
+                    let partition = fields.next().and_then(|p| p.parse().ok());
+                    let offset = fields.next().and_then(|o| o.parse().ok());
+                    let (Some(partition), Some(offset)) = (partition, offset) else {
+                        panic!("bad log line {line:?} in {}", path.display());
+                    };
+                    log.processed.push((partition, offset));
+                }
+                Some("C") => {
+                    log.commits += 1;
+                    log.committed_prefix = log.processed.len();
+                }
+                Some("E") => log.errors.push(line.to_owned()),
+                _ => panic!("bad log line {line:?} in {}", path.display()),
+            }
+        }
+        log
+    }
+
+    /// Messages processed after the last successful commit: what a restart
+    /// may process again.
+    fn uncommitted_window(&self) -> usize {
+        self.processed.len() - self.committed_prefix
+    }
+}
+
+/// Starts this test binary in the child role.
+fn spawn_child(spec: &str, dir: &Path, run: usize) -> Child {
+    let output = File::create(dir.join(format!("run-{run}.out"))).expect("child output file");
+    Command::new(std::env::current_exe().expect("this test binary"))
+        .args(["--exact", TEST_NAME, "--nocapture", "--test-threads=1"])
+        .env(CHILD_ROLE, spec)
+        .stdin(Stdio::null())
+        .stdout(output.try_clone().expect("child output file"))
+        .stderr(output)
+        .spawn()
+        .expect("start the child")
+}
+
+/// Waits until the child's log satisfies `done`, failing (with the child's
+/// output) when the child exits or `deadline` passes.
+fn wait_for(
+    child: &mut Child,
+    log_path: &Path,
+    deadline: Instant,
+    mut done: impl FnMut(&RunLog) -> bool,
+) {
+    loop {
+        let log = RunLog::read(log_path);
+        if done(&log) {
+            return;
+        }
+        let output = || std::fs::read_to_string(log_path.with_extension("out")).unwrap_or_default();
+        if let Some(status) = child.try_wait().expect("child status") {
+            panic!(
+                "the child exited ({status}) after {} messages:\n{}",
+                log.processed.len(),
+                output()
+            );
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!(
+                "the child processed only {} messages within {RUN_DEADLINE:?} (errors: {:?}):\n{}",
+                log.processed.len(),
+                log.errors,
+                output()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn implementation_name(implementation: Implementation) -> &'static str {
+    match implementation {
+        Implementation::Fast(ConsumerTier::Standard) => "standard",
+        Implementation::Fast(ConsumerTier::Buffered { .. }) => "buffered",
+        Implementation::Fast(ConsumerTier::Dedicated) => "dedicated",
+        Implementation::Legacy => "legacy",
+    }
+}
+
+/// The child role: consume, log, commit, until killed.
+fn child(role: &str) -> ! {
+    let fields: Vec<&str> = role.split('|').collect();
+    let [name, bootstrap, topic, group, log_path] = fields[..] else {
+        panic!("bad {CHILD_ROLE}: {role:?}");
+    };
+    let implementation = Implementation::ALL
+        .into_iter()
+        .find(|i| implementation_name(*i) == name)
+        .unwrap_or_else(|| panic!("unknown implementation {name:?}"));
+    let mut config = ConsumerConfig::new(bootstrap, group);
+    config.auto_offset_reset = Some(AutoOffsetReset::Earliest);
+    config.enable_auto_commit = Some(false);
+    // Apache Kafka's smallest: the killed member leaves the group soonest.
+    config.session_timeout_ms = Some(6_000);
+    config.heartbeat_interval_ms = Some(500);
+    config
+        .extra
+        .insert("broker.address.family".into(), "v4".into());
+    let mut log = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)
+        .expect("the child log");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    runtime.block_on(async {
+        let consumer = build(implementation, config, BytesSerde, BytesSerde);
+        consumer.subscribe(&[topic]).expect("subscribe");
+        let mut stream = consumer.stream();
+        let mut since_commit = 0;
+        while let Some(item) = stream.next().await {
+            // One write per line: a kill never loses a processed message's line.
+            let line = match item {
+                Ok(message) => format!("P {} {}\n", message.partition, message.offset),
+                Err(error) => format!("E {}\n", error.to_string().replace('\n', " ")),
+            };
+            log.write_all(line.as_bytes()).expect("write the child log");
+            since_commit += 1;
+            if since_commit >= COMMIT_EVERY {
+                since_commit = 0;
+                match consumer.commit() {
+                    Ok(()) => log.write_all(b"C\n").expect("write the child log"),
+                    Err(error) => {
+                        let line = format!("E commit: {}\n", error.to_string().replace('\n', " "));
+                        log.write_all(line.as_bytes()).expect("write the child log");
+                    }
+                }
+            }
+        }
+    });
+    panic!("the stream ended");
+}
