@@ -70,9 +70,7 @@ fn a_slow_application_keeps_bounded_memory_and_its_group_membership() {
         RECORDS * RECORD_BYTES / (1024 * 1024)
     );
 
-    for implementation in [Implementation::Fast(
-        tiered_kafka::api::ConsumerTier::Dedicated,
-    )] {
+    for implementation in Implementation::ALL {
         release_free_memory();
         let baseline = resident_bytes("self");
         let mut config = consumer_config(&env, &env.unique_group("slow-app"));
