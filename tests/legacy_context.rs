@@ -280,3 +280,57 @@ async fn poll_and_raw_stream() {
     }
     println!("poll: 0..3, raw 3..8 with 5 marked, commit at 6, poll 8..10, then a timeout");
 }
+
+/// Panics in `pre_rebalance` when partitions are revoked.
+#[derive(Debug, Default)]
+struct PanicsOnRevoke;
+
+impl ClientContext for PanicsOnRevoke {}
+
+impl LegacyConsumerContext for PanicsOnRevoke {
+    fn pre_rebalance(&self, _: &BaseConsumer<TrackingContext<Self>>, rebalance: &Rebalance<'_>) {
+        if matches!(rebalance, Rebalance::Revoke(_)) {
+            panic!("the application's pre_rebalance panicked");
+        }
+    }
+}
+
+/// librdkafka waits for a rebalance to be applied before it completes a
+/// close: a panic in a rebalance hook must not leave the assignment
+/// unapplied, or dropping the consumer would wait forever. The panic reaches
+/// the caller once the revocation is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_rebalance_hook_does_not_wedge_the_consumer() {
+    let env = env();
+    let topic = env.unique_topic("hook-panic");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 1).expect("produce");
+    let consumer: KafkaConsumer<String, String, _, _, PanicsOnRevoke> = KafkaConsumer::builder()
+        .config(consumer_config(&env, &env.unique_group("hook-panic")))
+        .key_serde(StringSerde)
+        .value_serde(StringSerde)
+        .context(PanicsOnRevoke)
+        .build()
+        .expect("built");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    {
+        let mut stream = KafkaStreamConsumer::stream(&consumer);
+        take(&mut stream, 1, PATIENCE).await;
+    }
+
+    // Closing revokes the partition: the hook panics inside the drop.
+    let (done, dropped) = std::sync::mpsc::channel();
+    let started = std::time::Instant::now();
+    std::thread::spawn(move || {
+        let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| drop(consumer)));
+        let _ = done.send(outcome.is_err());
+    });
+    let panicked = dropped
+        .recv_timeout(Duration::from_secs(30))
+        .expect("dropping the consumer finished within 30 s");
+    println!(
+        "dropped in {:?}; the hook's panic reached the caller: {panicked}",
+        started.elapsed()
+    );
+    assert!(panicked, "the hook's panic was swallowed");
+}

@@ -1,6 +1,7 @@
 //! [`RevocationPolicy`]: what happens to the offsets in an [`OffsetBook`]
 //! when partitions are revoked, lost or come back.
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -122,6 +123,10 @@ impl RevocationPolicy {
     /// assignment is applied (incrementally under the cooperative protocol;
     /// a rebalance error drops the assignment); then `after` runs. The hooks
     /// are where a context calls its own `pre_rebalance`/`post_rebalance`.
+    ///
+    /// The assignment is applied even if a hook (or anything before it)
+    /// panics; the panic then continues once it is applied, unless the
+    /// thread is already unwinding.
     pub fn rebalance<C, B, A>(
         &self,
         consumer: &BaseConsumer<C>,
@@ -135,25 +140,33 @@ impl RevocationPolicy {
         B: FnOnce(&Rebalance<'_>),
         A: FnOnce(&Rebalance<'_>),
     {
-        let rebalance = match error {
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => {
+        // librdkafka waits for the assignment to be applied: a panic before
+        // that (in a hook, or a logging layer that panics when stderr is
+        // closed) would leave the rebalance, and with it the consumer's
+        // close, waiting forever. So everything around the application of
+        // the assignment runs under `catch_unwind`, and a panic is resumed
+        // only once the assignment is applied.
+        let kind = RebalanceKind::of(error);
+        let mut panic = catch_unwind(AssertUnwindSafe(|| match &kind {
+            RebalanceKind::Assign => {
                 self.resume_uncommitted(book, partitions);
                 tracing::info!(assigned = partitions.count(), "partitions assigned");
-                Rebalance::Assign(partitions)
             }
-            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => {
-                // Commit what the application was handed before the
-                // partitions go.
-                self.revoke(consumer, book, partitions);
-                Rebalance::Revoke(partitions)
-            }
-            other => {
-                let error = KafkaError::Rebalance(other.into());
+            // Commit what the application was handed before the partitions go.
+            RebalanceKind::Revoke => self.revoke(consumer, book, partitions),
+            RebalanceKind::Error(error) => {
                 tracing::warn!(%error, "rebalance error: dropping the assignment");
-                Rebalance::Error(error)
             }
+        }))
+        .err();
+        let rebalance = match kind {
+            RebalanceKind::Assign => Rebalance::Assign(partitions),
+            RebalanceKind::Revoke => Rebalance::Revoke(partitions),
+            RebalanceKind::Error(error) => Rebalance::Error(error),
         };
-        before(&rebalance);
+        if panic.is_none() {
+            panic = catch_unwind(AssertUnwindSafe(|| before(&rebalance))).err();
+        }
         let cooperative = matches!(
             consumer.rebalance_protocol(),
             RebalanceProtocol::Cooperative
@@ -164,10 +177,22 @@ impl RevocationPolicy {
             (_, true) => consumer.incremental_unassign(partitions),
             (_, false) => consumer.unassign(),
         };
-        if let Err(error) = applied {
-            tracing::warn!(%error, "cannot apply the rebalance");
+        if panic.is_none() {
+            panic = catch_unwind(AssertUnwindSafe(|| {
+                if let Err(error) = applied {
+                    tracing::warn!(%error, "cannot apply the rebalance");
+                }
+                after(&rebalance);
+            }))
+            .err();
         }
-        after(&rebalance);
+        if let Some(payload) = panic {
+            // Already unwinding (the consumer is dropped because of another
+            // panic): a second panic would abort the process.
+            if !std::thread::panicking() {
+                resume_unwind(payload);
+            }
+        }
     }
 
     /// Forgets the revoked partitions and commits what the application was
@@ -243,6 +268,23 @@ impl RevocationPolicy {
                     tracing::warn!(%topic, partition, next, %error, "cannot resume after a failed commit; messages may be read again");
                 }
             }
+        }
+    }
+}
+
+/// What a rebalance callback was called for.
+enum RebalanceKind {
+    Assign,
+    Revoke,
+    Error(KafkaError),
+}
+
+impl RebalanceKind {
+    fn of(error: RDKafkaRespErr) -> Self {
+        match error {
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS => RebalanceKind::Assign,
+            RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS => RebalanceKind::Revoke,
+            other => RebalanceKind::Error(KafkaError::Rebalance(other.into())),
         }
     }
 }
