@@ -33,11 +33,7 @@ const MAX_OUTAGE_CPU_SHARE: f64 = 0.25;
 #[test]
 fn a_consumer_rides_out_a_broker_restart_without_spinning_or_losing_messages() {
     let env = env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     for implementation in Implementation::ALL {
         let topic = env.unique_topic("restart");
         env.create_topic(&topic, PARTITIONS).expect("topic");

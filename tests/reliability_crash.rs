@@ -269,11 +269,7 @@ fn child(role: &str) -> ! {
         .append(true)
         .open(log_path)
         .expect("the child log");
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     runtime.block_on(async {
         let consumer = build(implementation, config, BytesSerde, BytesSerde);
         consumer.subscribe(&[topic]).expect("subscribe");

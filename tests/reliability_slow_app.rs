@@ -52,11 +52,7 @@ const MAX_GROWTH: u64 = 96 * 1024 * 1024;
 #[test]
 fn a_slow_application_keeps_bounded_memory_and_its_group_membership() {
     let env = env();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
+    let runtime = common::runtime();
     let topic = env.unique_topic("slow-app");
     env.create_topic(&topic, PARTITIONS).expect("topic");
     let value = vec![b'x'; RECORD_BYTES];

@@ -47,6 +47,17 @@ impl Implementation {
     ];
 }
 
+/// A multi-threaded runtime with two workers, for a plain `#[test]` that
+/// drives consumers itself (one implementation after another, or a child
+/// process).
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a tokio runtime")
+}
+
 /// A consumer configuration for the test broker: earliest, no auto-commit,
 /// quick group changes.
 pub fn consumer_config(env: &KafkaTestEnv, group: &str) -> ConsumerConfig {
