@@ -23,6 +23,7 @@ contract_tests!(
     bad_data_is_one_error_and_the_stream_goes_on,
     rebalance_loses_nothing,
     unreachable_broker_is_reported,
+    auto_commit_keeps_up_with_a_busy_stream,
 );
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -438,5 +439,47 @@ async fn unreachable_broker_is_reported(implementation: Implementation) {
         started.elapsed() < Duration::from_secs(10),
         "drop took {:?}",
         started.elapsed()
+    );
+}
+
+/// With `enable.auto.commit`, librdkafka commits the offsets the consumer
+/// stored: a stream that is never idle (a backlog, a steady topic) must store
+/// what it handed out as it goes, not only when it waits or is dropped, or a
+/// crash would replay everything since the start.
+async fn auto_commit_keeps_up_with_a_busy_stream(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("auto-commit");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 5_000).expect("produce");
+    let group = env.unique_group("auto-commit");
+    let mut config = common::consumer_config(&env, &group);
+    config.enable_auto_commit = Some(true);
+    config.auto_commit_interval_ms = Some(100);
+    let consumer = common::build(implementation, config, StringSerde, StringSerde);
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut stream = consumer.stream();
+    // 2,000 of the 5,000, with a little work now and then: the backlog keeps
+    // the stream busy for well over a second.
+    let mut handed_out = 0;
+    while handed_out < 2_000 {
+        take(&mut stream, 10, PATIENCE).await;
+        handed_out += 10;
+        tokio::time::sleep(Duration::from_millis(8)).await;
+    }
+    // The stream is neither waiting nor dropped: only stores made while it
+    // delivered can be committed now.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let committed = loop {
+        let committed = common::group_committed(&env, &group, &topic).await;
+        if committed.is_some_and(|offset| offset >= 1_000) || tokio::time::Instant::now() > deadline
+        {
+            break committed;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!("{implementation:?}: {handed_out} handed out, auto-committed {committed:?}");
+    assert!(
+        committed.is_some_and(|offset| (1_000..=2_000).contains(&offset)),
+        "{implementation:?}: after 2,000 messages handed out by a busy stream, auto-commit committed {committed:?}"
     );
 }

@@ -11,10 +11,8 @@ use std::io::Write as _;
 use std::time::{Duration, Instant};
 
 use common::{Implementation, build, consumer_config, env, next_within, subscribed, take};
-use kafka_test_env::{KafkaTestEnv, TestEnvError, TestRecord};
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use kafka_test_env::{TestEnvError, TestRecord};
 use rdkafka::error::RDKafkaErrorCode;
-use rdkafka::{Offset, TopicPartitionList};
 use tiered_kafka::api::{
     BytesSerde, ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, JsonSerde, Message,
     MessageStream, PayloadPart, Serde, StringSerde,
@@ -116,7 +114,7 @@ async fn read_sequence<K: Send + 'static, V: Send + 'static>(
                 println!("{implementation:?}: offset {offset}: {error}");
                 consumer.commit().expect("commit after the error");
                 assert_eq!(
-                    committed(&env, &group, &topic).await,
+                    common::group_committed(&env, &group, &topic).await,
                     Some(offset + 1),
                     "{implementation:?}: commit() after the error at offset {offset} covers it"
                 );
@@ -131,7 +129,10 @@ async fn read_sequence<K: Send + 'static, V: Send + 'static>(
     }
     consumer.commit().expect("commit");
     let end = produced.last().expect("records").offset + 1;
-    assert_eq!(committed(&env, &group, &topic).await, Some(end));
+    assert_eq!(
+        common::group_committed(&env, &group, &topic).await,
+        Some(end)
+    );
     assert!(
         next_within(&mut stream, Duration::from_millis(500))
             .await
@@ -173,28 +174,6 @@ fn assert_deserialize_error(
             "{text:?} does not mention {needle:?}"
         );
     }
-}
-
-/// The group's committed offset of `topic/0`, read by a client of its own.
-async fn committed(env: &KafkaTestEnv, group: &str, topic: &str) -> Option<i64> {
-    let config = env.consumer_config(group);
-    let topic = topic.to_owned();
-    tokio::task::spawn_blocking(move || {
-        let reader: BaseConsumer = config.create().expect("offset reader");
-        let mut partitions = TopicPartitionList::new();
-        partitions.add_partition(&topic, 0);
-        let offsets = reader
-            .committed_offsets(partitions, Duration::from_secs(30))
-            .expect("committed offsets");
-        offsets
-            .find_partition(&topic, 0)
-            .and_then(|element| match element.offset() {
-                Offset::Offset(offset) => Some(offset),
-                _ => None,
-            })
-    })
-    .await
-    .expect("offset reader")
 }
 
 /// Case 1: a value that is not JSON.

@@ -10,6 +10,8 @@ use std::time::Duration;
 use consumer_legacy::KafkaConsumer;
 use futures_util::StreamExt;
 use kafka_test_env::{BrokerKind, KafkaTestEnv, ProducedRecord};
+use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::{Offset, TopicPartitionList};
 use tiered_kafka::api::{
     AutoOffsetReset, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
     MessageStream, Serde,
@@ -205,4 +207,26 @@ macro_rules! contract_tests {
             })*
         }
     };
+}
+
+/// The group's committed offset of `topic/0`, read by a client of its own.
+pub async fn group_committed(env: &KafkaTestEnv, group: &str, topic: &str) -> Option<i64> {
+    let config = env.consumer_config(group);
+    let topic = topic.to_owned();
+    tokio::task::spawn_blocking(move || {
+        let reader: BaseConsumer = config.create().expect("offset reader");
+        let mut partitions = TopicPartitionList::new();
+        partitions.add_partition(&topic, 0);
+        let offsets = reader
+            .committed_offsets(partitions, Duration::from_secs(30))
+            .expect("committed offsets");
+        offsets
+            .find_partition(&topic, 0)
+            .and_then(|element| match element.offset() {
+                Offset::Offset(offset) => Some(offset),
+                _ => None,
+            })
+    })
+    .await
+    .expect("offset reader")
 }

@@ -1,7 +1,7 @@
 //! [`Consumer`]: a `BaseConsumer` that hands out deserialized messages.
 
 use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -15,7 +15,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::context::FastContext;
-use crate::liveness::{PollKeeper, max_poll_interval};
+use crate::liveness::{PollKeeper, auto_commit, max_poll_interval};
 use crate::offsets::{Delivery, OffsetBook};
 use crate::queue::QueueHandle;
 use crate::stream::{BufferedKafkaStream, KafkaStream};
@@ -102,6 +102,12 @@ pub struct Consumer<K, V> {
     /// Partitions the application paused, which the Dedicated tier's
     /// backpressure must leave paused.
     pub(crate) paused_by_application: Mutex<BTreeSet<(String, i32)>>,
+    /// librdkafka's `enable.auto.commit`: it commits what was stored.
+    auto_commit: bool,
+    /// Messages handed out since [`stored_at`](Self::stored_at) was checked.
+    handed_out_unchecked: AtomicU32,
+    /// When offsets were last stored for auto-commit.
+    stored_at: Mutex<Instant>,
 }
 
 impl<K, V> std::fmt::Debug for Consumer<K, V> {
@@ -111,6 +117,11 @@ impl<K, V> std::fmt::Debug for Consumer<K, V> {
             .finish_non_exhaustive()
     }
 }
+
+/// With auto-commit, how often a stream that never waits stores offsets.
+const STORE_INTERVAL: Duration = Duration::from_millis(500);
+/// How many messages are handed out between two looks at the clock.
+const STORE_CHECK_EVERY: u32 = 16;
 
 /// How many operations a refill may serve without finding either a message or
 /// an empty queue before it yields to the executor once.
@@ -143,6 +154,7 @@ impl<K, V> Consumer<K, V> {
         base.set_nonempty_callback(move || wake.wake());
         let book = Arc::clone(&base.context().book);
         let max_poll_interval = max_poll_interval(&base);
+        let auto_commit = auto_commit(&base);
         Ok(Consumer {
             queue,
             base,
@@ -154,6 +166,9 @@ impl<K, V> Consumer<K, V> {
             max_poll_interval,
             poll_keeper: OnceLock::new(),
             paused_by_application: Mutex::default(),
+            auto_commit,
+            handed_out_unchecked: AtomicU32::new(0),
+            stored_at: Mutex::new(Instant::now()),
         })
     }
 
@@ -233,6 +248,31 @@ impl<K, V> Consumer<K, V> {
         {
             self.store(&offsets);
         }
+    }
+
+    /// With auto-commit on, stores what was handed out at least every
+    /// [`STORE_INTERVAL`] while a stream keeps delivering: a stream that
+    /// never waits would otherwise store nothing, and librdkafka's
+    /// auto-commit would commit nothing until the stream is dropped. The
+    /// clock is read once every [`STORE_CHECK_EVERY`] messages.
+    fn store_now_and_then(&self) {
+        if !self.auto_commit
+            || self.handed_out_unchecked.fetch_add(1, Ordering::Relaxed) + 1 < STORE_CHECK_EVERY
+        {
+            return;
+        }
+        self.handed_out_unchecked.store(0, Ordering::Relaxed);
+        {
+            let mut stored_at = self
+                .stored_at
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            if stored_at.elapsed() < STORE_INTERVAL {
+                return;
+            }
+            *stored_at = Instant::now();
+        }
+        self.store_recorded_offsets();
     }
 
     fn store(&self, offsets: &TopicPartitionList) {
@@ -475,7 +515,10 @@ impl<K, V> Consumer<K, V> {
                     .book
                     .deliver(polled.generation, topic, partition, offset)
                 {
-                    Delivery::Deliver => Some(polled.result),
+                    Delivery::Deliver => {
+                        self.store_now_and_then();
+                        Some(polled.result)
+                    }
                     Delivery::Stale => None,
                 }
             }

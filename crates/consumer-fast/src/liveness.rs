@@ -16,7 +16,20 @@ const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
 
 /// The consumer's `max.poll.interval.ms`, as librdkafka holds it.
 pub(crate) fn max_poll_interval<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> Duration {
-    let mut value = [0 as c_char; 32];
+    configured(consumer, c"max.poll.interval.ms")
+        .and_then(|millis| millis.parse().ok())
+        .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis)
+}
+
+/// Whether librdkafka commits stored offsets in the background
+/// (`enable.auto.commit`, on by default).
+pub(crate) fn auto_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> bool {
+    configured(consumer, c"enable.auto.commit").is_none_or(|value| value != "false")
+}
+
+/// A property of the consumer's configuration, as librdkafka holds it.
+fn configured<C: ConsumerContext>(consumer: &BaseConsumer<C>, name: &CStr) -> Option<String> {
+    let mut value = [0 as c_char; 64];
     let mut size = value.len();
     // SAFETY: the client pointer is valid while `consumer` lives, and
     // `rd_kafka_conf` returns the client's own configuration, which lives as
@@ -24,22 +37,14 @@ pub(crate) fn max_poll_interval<C: ConsumerContext>(consumer: &BaseConsumer<C>) 
     // what it writes.
     let status = unsafe {
         let conf = rdsys::rd_kafka_conf(consumer.client().native_ptr());
-        rdsys::rd_kafka_conf_get(
-            conf,
-            c"max.poll.interval.ms".as_ptr(),
-            value.as_mut_ptr(),
-            &mut size,
-        )
+        rdsys::rd_kafka_conf_get(conf, name.as_ptr(), value.as_mut_ptr(), &mut size)
     };
     if status != rdsys::rd_kafka_conf_res_t::RD_KAFKA_CONF_OK {
-        return DEFAULT_MAX_POLL_INTERVAL;
+        return None;
     }
     // SAFETY: librdkafka wrote a NUL-terminated string into `value`.
     let text = unsafe { CStr::from_ptr(value.as_ptr()) };
-    text.to_str()
-        .ok()
-        .and_then(|millis| millis.parse().ok())
-        .map_or(DEFAULT_MAX_POLL_INTERVAL, Duration::from_millis)
+    text.to_str().ok().map(str::to_owned)
 }
 
 /// A thread that wakes a waiting stream every half `max.poll.interval.ms`,
