@@ -20,7 +20,7 @@ mod common;
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::Write;
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -96,18 +96,17 @@ fn a_killed_consumer_loses_nothing_and_repeats_at_most_its_uncommitted_window() 
             if run < KILLS {
                 let fresh_before_kill =
                     (remaining.len() * random.usize(KILL_AFTER_PER_MILLE) / 1000).max(1);
+                // A fast child may have read everything before its
+                // predecessor's kill: then this one dies as it starts.
+                let mut fresh = FreshCount::new(&seen_before);
                 wait_for(&mut child, &log_path, deadline, |log| {
-                    let fresh = log
-                        .processed
-                        .iter()
-                        .filter(|c| !seen_before.contains(c))
-                        .count();
-                    fresh >= fresh_before_kill
+                    let fresh = fresh.update(log);
+                    fresh >= fresh_before_kill || fresh == remaining.len()
                 });
             } else {
+                let mut fresh = FreshCount::new(&seen_before);
                 wait_for(&mut child, &log_path, deadline, |log| {
-                    let seen: HashSet<_> = log.processed.iter().collect();
-                    remaining.iter().all(|c| seen.contains(c))
+                    fresh.update(log) == remaining.len()
                 });
             }
             // SIGKILL: no drop, no commit, no leaving the group.
@@ -172,41 +171,104 @@ struct RunLog {
 
 impl RunLog {
     fn read(path: &Path) -> RunLog {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut log = RunLog {
-            processed: Vec::new(),
-            commits: 0,
-            committed_prefix: 0,
-            errors: Vec::new(),
-        };
-        // A kill can cut the last line short: only whole lines count.
-        let whole = text.rsplit_once('\n').map_or("", |(whole, _)| whole);
-        for line in whole.lines() {
-            let mut fields = line.split(' ');
-            match fields.next() {
-                Some("P") => {
-                    let partition = fields.next().and_then(|p| p.parse().ok());
-                    let offset = fields.next().and_then(|o| o.parse().ok());
-                    let (Some(partition), Some(offset)) = (partition, offset) else {
-                        panic!("bad log line {line:?} in {}", path.display());
-                    };
-                    log.processed.push((partition, offset));
-                }
-                Some("C") => {
-                    log.commits += 1;
-                    log.committed_prefix = log.processed.len();
-                }
-                Some("E") => log.errors.push(line.to_owned()),
-                _ => panic!("bad log line {line:?} in {}", path.display()),
+        let mut tail = LogTail::new(path);
+        tail.refresh();
+        tail.log
+    }
+
+    fn parse(&mut self, line: &str, path: &Path) {
+        let mut fields = line.split(' ');
+        match fields.next() {
+            Some("P") => {
+                let partition = fields.next().and_then(|p| p.parse().ok());
+                let offset = fields.next().and_then(|o| o.parse().ok());
+                let (Some(partition), Some(offset)) = (partition, offset) else {
+                    panic!("bad log line {line:?} in {}", path.display());
+                };
+                self.processed.push((partition, offset));
             }
+            Some("C") => {
+                self.commits += 1;
+                self.committed_prefix = self.processed.len();
+            }
+            Some("E") => self.errors.push(line.to_owned()),
+            _ => panic!("bad log line {line:?} in {}", path.display()),
         }
-        log
     }
 
     /// Messages processed after the last successful commit: what a restart
     /// may process again.
     fn uncommitted_window(&self) -> usize {
         self.processed.len() - self.committed_prefix
+    }
+}
+
+/// Reads a child's log as it grows, whole lines only (a kill can cut the
+/// last one short), so that the parent's checks stay cheap and its kills land
+/// where it meant them to.
+struct LogTail<'a> {
+    path: &'a Path,
+    read_bytes: u64,
+    log: RunLog,
+}
+
+impl<'a> LogTail<'a> {
+    fn new(path: &'a Path) -> Self {
+        LogTail {
+            path,
+            read_bytes: 0,
+            log: RunLog {
+                processed: Vec::new(),
+                commits: 0,
+                committed_prefix: 0,
+                errors: Vec::new(),
+            },
+        }
+    }
+
+    fn refresh(&mut self) -> &RunLog {
+        let Ok(mut file) = File::open(self.path) else {
+            return &self.log;
+        };
+        let mut text = String::new();
+        file.seek(SeekFrom::Start(self.read_bytes))
+            .and_then(|_| file.read_to_string(&mut text))
+            .expect("read the child log");
+        if let Some((whole, _)) = text.rsplit_once('\n') {
+            self.read_bytes += whole.len() as u64 + 1;
+            for line in whole.lines() {
+                self.log.parse(line, self.path);
+            }
+        }
+        &self.log
+    }
+}
+
+/// How many distinct messages a child processed that no earlier child had,
+/// counted as its log grows.
+struct FreshCount<'a> {
+    seen_before: &'a HashSet<(i32, i64)>,
+    fresh: HashSet<(i32, i64)>,
+    checked: usize,
+}
+
+impl<'a> FreshCount<'a> {
+    fn new(seen_before: &'a HashSet<(i32, i64)>) -> Self {
+        FreshCount {
+            seen_before,
+            fresh: HashSet::new(),
+            checked: 0,
+        }
+    }
+
+    fn update(&mut self, log: &RunLog) -> usize {
+        for coordinates in &log.processed[self.checked..] {
+            if !self.seen_before.contains(coordinates) {
+                self.fresh.insert(*coordinates);
+            }
+        }
+        self.checked = log.processed.len();
+        self.fresh.len()
     }
 }
 
@@ -231,9 +293,10 @@ fn wait_for(
     deadline: Instant,
     mut done: impl FnMut(&RunLog) -> bool,
 ) {
+    let mut tail = LogTail::new(log_path);
     loop {
-        let log = RunLog::read(log_path);
-        if done(&log) {
+        let log = tail.refresh();
+        if done(log) {
             return;
         }
         // The end of the child's output: where it stood.
@@ -260,7 +323,7 @@ fn wait_for(
                 output()
             );
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(5));
     }
 }
 
