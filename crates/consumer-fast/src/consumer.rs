@@ -101,7 +101,7 @@ pub struct Consumer<K, V> {
     poll_keeper: OnceLock<Option<PollKeeper>>,
     /// Partitions the application paused, which the Dedicated tier's
     /// backpressure must leave paused.
-    pub(crate) paused_by_application: Mutex<BTreeSet<(String, i32)>>,
+    paused_by_application: Mutex<BTreeSet<(String, i32)>>,
     /// librdkafka's `enable.auto.commit`: it commits what was stored.
     auto_commit: bool,
     /// Messages handed out since [`stored_at`](Self::stored_at) was checked.
@@ -312,8 +312,9 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Timeout`] when nothing arrived in time;
     /// [`ConsumerError::Deserialize`] for a message that cannot be
-    /// deserialized (it counts as delivered); [`ConsumerError::Kafka`] for an
-    /// error librdkafka reports.
+    /// deserialized (it counts as delivered); [`ConsumerError::Reported`]
+    /// (or [`ConsumerError::Kafka`] without a description) for an error
+    /// librdkafka reports: match with [`ConsumerError::kafka_error`].
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Message<K, V>, ConsumerError> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -410,16 +411,16 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Kafka`] when librdkafka refuses.
     pub fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        // Held across the call: the Dedicated tier's backpressure reads the
+        // set around its own pause and resume.
+        let mut paused = self.lock_paused_by_application();
         self.base.pause(partitions)?;
-        self.paused_by_application
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .extend(
-                partitions
-                    .elements()
-                    .iter()
-                    .map(|e| (e.topic().to_owned(), e.partition())),
-            );
+        paused.extend(
+            partitions
+                .elements()
+                .iter()
+                .map(|e| (e.topic().to_owned(), e.partition())),
+        );
         Ok(())
     }
 
@@ -429,15 +430,23 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Kafka`] when librdkafka refuses.
     pub fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        let mut paused = self.lock_paused_by_application();
         self.base.resume(partitions)?;
-        let mut paused = self
-            .paused_by_application
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
         for element in partitions.elements() {
             paused.remove(&(element.topic().to_owned(), element.partition()));
         }
         Ok(())
+    }
+
+    /// The partitions the application paused. Never held across a call that
+    /// can run our callbacks (`pause` and `resume` only wait for librdkafka's
+    /// own threads).
+    pub(crate) fn lock_paused_by_application(
+        &self,
+    ) -> std::sync::MutexGuard<'_, BTreeSet<(String, i32)>> {
+        self.paused_by_application
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The group's committed offsets for the assigned partitions.

@@ -1,6 +1,7 @@
 //! The Dedicated tier: one polling thread per consumer feeding a bounded channel.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,6 +28,10 @@ const CHANNEL_BATCHES: usize = 4;
 /// the stream.
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
 const SEND_SLICE: Duration = Duration::from_millis(50);
+/// How long the polling thread waits for room before it pauses fetching and
+/// polls for the application (or half `max.poll.interval.ms`, if shorter):
+/// bounds how long a rebalance waits for this member.
+const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(1);
 
 type Batch<K, V> = VecDeque<Polled<K, V>>;
 
@@ -39,13 +44,17 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     /// and joins it, and only then can another dedicated stream start.
     ///
     /// Memory stays bounded when the application is slower than the topic:
-    /// the thread waits while the channel is full. If it has waited half
-    /// `max.poll.interval.ms`, it pauses the assigned partitions and polls on
-    /// the application's behalf (serving rebalances, and keeping the consumer
-    /// in its group) for as long as the application keeps taking messages;
-    /// an application that takes none for `max.poll.interval.ms` is stuck,
-    /// and librdkafka removes the consumer from the group as in the other
-    /// tiers.
+    /// the thread waits while the channel is full. If it has waited a second
+    /// (or half `max.poll.interval.ms`, if shorter), it pauses the assigned
+    /// partitions (except those the application paused) and polls on the
+    /// application's behalf, serving rebalances and keeping the consumer in
+    /// its group, for as long as the application keeps taking messages;
+    /// then it resumes them. An application that takes nothing for half
+    /// `max.poll.interval.ms` is no longer polled for: librdkafka removes a
+    /// stuck consumer from the group, as in the other tiers.
+    ///
+    /// If the thread panics (a codec, a rebalance hook), the stream yields
+    /// [`ConsumerError::Closed`] once and ends.
     ///
     /// # Errors
     ///
@@ -80,6 +89,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 current: VecDeque::new(),
                 handed_out,
                 handed_out_here: 0,
+                closed: false,
                 stop,
                 thread: Some(thread),
             }),
@@ -101,76 +111,109 @@ struct Poller<K, V> {
 }
 
 impl<K, V> Poller<K, V> {
-    /// The thread's loop; returns a batch it could not send.
+    /// The thread's loop; returns what it polled but could not send, for the
+    /// stream to rewind to. A panic (a codec, an application's rebalance
+    /// hook) ends the thread but still hands back the batch it held.
     fn run(self) -> Batch<K, V> {
-        while !self.stop.load(Ordering::Acquire) {
-            let generation = self.consumer.book.generation();
-            let Some(first) = self.consumer.base.poll(POLL_INTERVAL) else {
-                continue;
-            };
-            let mut batch = VecDeque::with_capacity(BATCH);
-            batch.push_back(self.consumer.decode(generation, first));
-            self.consumer.refill(&mut batch, BATCH - 1);
-            if let Err(unsent) = self.send(batch) {
-                return unsent;
+        let mut pending: Batch<K, V> = VecDeque::new();
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            while !self.stop.load(Ordering::Acquire) {
+                let generation = self.consumer.book.generation();
+                let Some(first) = self.consumer.base.poll(POLL_INTERVAL) else {
+                    continue;
+                };
+                pending.push_back(self.consumer.decode(generation, first));
+                self.consumer.refill(&mut pending, BATCH - 1);
+                if !self.send(&mut pending) {
+                    return;
+                }
             }
+        }));
+        if outcome.is_err() {
+            tracing::error!(
+                "the dedicated polling thread panicked; the stream ends with ConsumerError::Closed"
+            );
         }
-        VecDeque::new()
+        pending
     }
 
-    /// Sends `batch`, waiting for room in the channel; hands it back when the
-    /// stream is gone or asks the thread to stop.
+    /// Sends `pending`, waiting for room in the channel; `false` (with the
+    /// batch still in `pending`) when the stream is gone or asks the thread
+    /// to stop.
     ///
     /// A long wait means a slow application, and librdkafka counts the time
-    /// since the last poll against `max.poll.interval.ms`: after half of it,
-    /// the assigned partitions are paused (so polling returns no more
-    /// messages to hold) and the consumer polls while the application keeps
-    /// taking messages.
-    fn send(&self, mut batch: Batch<K, V>) -> Result<(), Batch<K, V>> {
+    /// since the last poll against `max.poll.interval.ms` (and a rebalance
+    /// waits for this member's poll): after [`KEEP_ALIVE_AFTER`] (or half the
+    /// interval, if shorter) the assigned partitions are paused, so polling
+    /// returns no more messages to hold, and the consumer polls while the
+    /// application keeps taking messages.
+    fn send(&self, pending: &mut Batch<K, V>) -> bool {
         let max_poll_interval = self.consumer.max_poll_interval;
+        let keep_alive_after = KEEP_ALIVE_AFTER.min(max_poll_interval / 2);
         let waiting_since = Instant::now();
         let mut progress = (self.handed_out.load(Ordering::Relaxed), Instant::now());
-        let mut paused_generation = None;
-        let outcome = loop {
-            match self.sender.send_timeout(batch, SEND_SLICE) {
-                Ok(()) => break Ok(()),
-                Err(SendTimeoutError::Disconnected(unsent)) => break Err(unsent),
-                Err(SendTimeoutError::Timeout(unsent)) => batch = unsent,
+        // Resumes what it paused when dropped, even by a panic.
+        let mut backpressure = Backpressure::new(&self.consumer);
+        loop {
+            match self
+                .sender
+                .send_timeout(std::mem::take(pending), SEND_SLICE)
+            {
+                Ok(()) => return true,
+                Err(SendTimeoutError::Disconnected(unsent)) => {
+                    *pending = unsent;
+                    return false;
+                }
+                Err(SendTimeoutError::Timeout(unsent)) => *pending = unsent,
             }
             if self.stop.load(Ordering::Acquire) {
-                break Err(batch);
+                return false;
             }
-            if waiting_since.elapsed() < max_poll_interval / 2 {
+            if waiting_since.elapsed() < keep_alive_after {
                 continue;
             }
             let handed_out = self.handed_out.load(Ordering::Relaxed);
             if handed_out != progress.0 {
                 progress = (handed_out, Instant::now());
             }
-            if progress.1.elapsed() >= max_poll_interval {
-                // Stuck: let librdkafka's liveness check do its work.
+            if progress.1.elapsed() >= max_poll_interval / 2 {
+                // Stuck: stop polling for it, and librdkafka's liveness
+                // check removes the consumer from the group within
+                // `max.poll.interval.ms`, as in the other tiers.
                 continue;
             }
+            // Pause whatever is assigned and not paused yet: on the first
+            // slice, and after a rebalance assigned more.
+            backpressure.pause_assigned();
             let generation = self.consumer.book.generation();
-            if paused_generation != Some(generation) {
-                // First time, or a rebalance since: (re)pause what is assigned.
-                self.set_paused(true);
-                paused_generation = Some(generation);
-            }
             if let Some(result) = self.consumer.base.poll(Duration::ZERO) {
-                // Polled before the pause took effect: keep it in order.
-                batch.push_back(self.consumer.decode(generation, result));
+                // From a partition assigned since the last pause: keep it in
+                // order, it is handed out after the rest.
+                pending.push_back(self.consumer.decode(generation, result));
             }
-        };
-        if paused_generation.is_some() {
-            self.set_paused(false);
         }
-        outcome
+    }
+}
+
+/// The partitions one wait for room has paused, resumed when it ends (also
+/// when a panic ends it), whether or not they are still assigned: librdkafka
+/// keeps a partition's pause across a revocation.
+struct Backpressure<'a, K, V> {
+    consumer: &'a Consumer<K, V>,
+    paused: BTreeSet<(String, i32)>,
+}
+
+impl<'a, K, V> Backpressure<'a, K, V> {
+    fn new(consumer: &'a Consumer<K, V>) -> Self {
+        Backpressure {
+            consumer,
+            paused: BTreeSet::new(),
+        }
     }
 
-    /// Pauses or resumes the assigned partitions, except those the
-    /// application paused itself.
-    fn set_paused(&self, pause: bool) {
+    /// Pauses the assigned partitions that neither this wait nor the
+    /// application has paused.
+    fn pause_assigned(&mut self) {
         let assignment = match self.consumer.base.assignment() {
             Ok(assignment) => assignment,
             Err(error) => {
@@ -178,32 +221,45 @@ impl<K, V> Poller<K, V> {
                 return;
             }
         };
+        // Held across the pause, so the application's own pause and resume
+        // do not interleave with it.
+        let paused_by_application = self.consumer.lock_paused_by_application();
         let mut partitions = TopicPartitionList::new();
-        {
-            let paused_by_application = self
-                .consumer
-                .paused_by_application
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            for element in assignment.elements() {
-                let key = (element.topic().to_owned(), element.partition());
-                if !paused_by_application.contains(&key) {
-                    partitions.add_partition(element.topic(), element.partition());
-                }
+        for element in assignment.elements() {
+            let key = (element.topic().to_owned(), element.partition());
+            if !paused_by_application.contains(&key) && !self.paused.contains(&key) {
+                partitions.add_partition(element.topic(), element.partition());
+                self.paused.insert(key);
             }
         }
-        let result = if pause {
-            tracing::info!(
-                partitions = partitions.count(),
-                "the application is slow: pausing fetching and polling to stay in the group"
-            );
-            self.consumer.base.pause(&partitions)
-        } else {
-            tracing::info!(partitions = partitions.count(), "resuming fetching");
-            self.consumer.base.resume(&partitions)
-        };
-        if let Err(error) = result {
-            tracing::warn!(%error, pause, "cannot pause or resume for backpressure");
+        if partitions.count() == 0 {
+            return;
+        }
+        tracing::info!(
+            partitions = partitions.count(),
+            "the application is slow: pausing fetching and polling to stay in the group"
+        );
+        if let Err(error) = self.consumer.base.pause(&partitions) {
+            tracing::warn!(%error, "cannot pause for backpressure");
+        }
+    }
+}
+
+impl<K, V> Drop for Backpressure<'_, K, V> {
+    fn drop(&mut self) {
+        if self.paused.is_empty() {
+            return;
+        }
+        let paused_by_application = self.consumer.lock_paused_by_application();
+        let mut partitions = TopicPartitionList::new();
+        for key in &self.paused {
+            if !paused_by_application.contains(key) {
+                partitions.add_partition(&key.0, key.1);
+            }
+        }
+        tracing::info!(partitions = partitions.count(), "resuming fetching");
+        if let Err(error) = self.consumer.base.resume(&partitions) {
+            tracing::warn!(%error, "cannot resume after backpressure");
         }
     }
 }
@@ -227,6 +283,8 @@ pub struct DedicatedKafkaStream<K: 'static, V: 'static> {
     /// Shared with the thread: messages handed to the application.
     handed_out: Arc<AtomicU64>,
     handed_out_here: u64,
+    /// The thread died and `Closed` was reported.
+    closed: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Batch<K, V>>>,
 }
@@ -259,8 +317,13 @@ impl<K: 'static, V: 'static> Stream for DedicatedKafkaStream<K, V> {
             }
             match Pin::new(&mut this.batches).poll_next(cx) {
                 Poll::Ready(Some(batch)) => this.current = batch,
-                // The thread ended without being asked to: it panicked.
-                Poll::Ready(None) => return Poll::Ready(Some(Err(ConsumerError::Closed))),
+                // The thread ended without being asked to: it panicked. Say
+                // so once, then end, so a loop that logs errors cannot spin.
+                Poll::Ready(None) if this.closed => return Poll::Ready(None),
+                Poll::Ready(None) => {
+                    this.closed = true;
+                    return Poll::Ready(Some(Err(ConsumerError::Closed)));
+                }
                 Poll::Pending => {
                     this.consumer.store_recorded_offsets();
                     return Poll::Pending;

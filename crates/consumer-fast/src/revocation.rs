@@ -189,7 +189,13 @@ impl RevocationPolicy {
         if let Some(payload) = panic {
             // Already unwinding (the consumer is dropped because of another
             // panic): a second panic would abort the process.
-            if !std::thread::panicking() {
+            if std::thread::panicking() {
+                let _ = catch_unwind(|| {
+                    tracing::error!(
+                        "a rebalance hook panicked while the thread was already unwinding; the assignment was applied"
+                    );
+                });
+            } else {
                 resume_unwind(payload);
             }
         }
