@@ -30,7 +30,6 @@ fn dropping_a_consumer_of_a_vanished_broker_is_bounded() {
     env.create_topic(&topic, 2).expect("topic");
     env.produce_test_messages(&topic, 20).expect("produce");
 
-    let mut slow_drops = Vec::new();
     for implementation in Implementation::ALL {
         let mut config = consumer_config(&env, &env.unique_group("outage"));
         config.session_timeout_ms = Some(SESSION_TIMEOUT.as_millis() as u64);
@@ -62,29 +61,22 @@ fn dropping_a_consumer_of_a_vanished_broker_is_bounded() {
         let drop_time = started.elapsed();
         drop(outage);
         if !within_bound {
-            // Known limit (docs/reliability.md): a commit queued for the
-            // vanished coordinator holds librdkafka's close until the
-            // coordinator answers again.
-            dropped_signal
+            // Let the drop finish with the broker back before failing, so
+            // that the tests after this one find a broker.
+            let finished = dropped_signal
                 .recv_timeout(Duration::from_secs(180))
-                .unwrap_or_else(|_| {
-                    panic!("{implementation:?}: the drop did not finish even with the broker back")
-                });
-            println!(
-                "{implementation:?}: NOT dropped within {:?} with the broker gone; it finished {:?} after the drop began, once the broker was back",
-                SESSION_TIMEOUT + MARGIN,
+                .is_ok();
+            panic!(
+                "{implementation:?} was not dropped within session.timeout.ms ({SESSION_TIMEOUT:?}) + {MARGIN:?} with the broker gone; with the broker back it {} after {:?}",
+                if finished {
+                    "finished"
+                } else {
+                    "still had not finished"
+                },
                 started.elapsed()
             );
-            slow_drops.push(implementation);
-        } else {
-            println!("{implementation:?}: dropped in {drop_time:?} with the broker gone");
         }
+        println!("{implementation:?}: dropped in {drop_time:?} with the broker gone");
         dropper.join().expect("the dropping thread");
     }
-    // At most one slow drop per run: every run that took the slow path for
-    // more than one implementation points at a regression, not the race.
-    assert!(
-        slow_drops.len() <= 1,
-        "drops that waited for the broker to come back: {slow_drops:?}"
-    );
 }
