@@ -29,6 +29,8 @@ contract_tests!(
     unknown_topic_is_reported_naming_it,
     deleted_topic_is_reported_and_other_topics_go_on,
     unreachable_broker_is_reported_naming_it,
+    header_key_that_is_not_utf8_is_one_error,
+    panicking_serde_is_one_error_and_skips_nothing,
 );
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -108,6 +110,7 @@ async fn read_sequence<K: Send + 'static, V: Send + 'static>(
                 let bytes = match part {
                     PayloadPart::Key => raw[index].0.clone(),
                     PayloadPart::Value => raw[index].1.clone(),
+                    other => panic!("read_sequence has no bytes for the {other}"),
                 }
                 .expect("a bad part has bytes");
                 assert_deserialize_error(&error, &topic, offset, *part, &bytes, needles);
@@ -746,4 +749,104 @@ fn yaml_missing_file_names_the_path() {
         other => panic!("expected ConfigError::Io, got {other:?}"),
     }
     assert_mentions(&error.to_string(), &["absent.yaml"]);
+}
+
+/// Reads the three records of a 1-partition topic: `a`, then `bad`, then `c`.
+/// `a` and `c` must come out as messages at offsets 0 and 2, and `bad` as
+/// one `ConsumerError::Deserialize` at offset 1 whose text mentions
+/// `needle`, with these raw bytes. Between `bad` and `c` the stream is
+/// dropped and a new one opened: the error counted as handed out, so the
+/// new stream starts at `c`, skipping nothing and repeating nothing.
+async fn a_bad_record_between_two_good_ones<V: Send + std::fmt::Debug + 'static>(
+    implementation: Implementation,
+    prefix: &str,
+    value_serde: impl Serde<V> + 'static,
+    bad: TestRecord,
+    needle: &str,
+    raw: &[u8],
+) {
+    let env = env();
+    let topic = env.unique_topic(prefix);
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce(
+        &topic,
+        [TestRecord::new("a", "a"), bad, TestRecord::new("c", "c")],
+    )
+    .expect("produce");
+    let consumer = subscribed(
+        implementation,
+        &env,
+        &env.unique_group(prefix),
+        &topic,
+        StringSerde,
+        value_serde,
+    );
+    let mut stream = consumer.stream();
+    let a = take(&mut stream, 1, PATIENCE).await;
+    assert_eq!(a[0].offset, 0);
+    match next_within(&mut stream, PATIENCE).await {
+        Some(Err(error @ ConsumerError::Deserialize { .. })) => {
+            let text = error.to_string();
+            println!("{implementation:?}: {text}");
+            assert!(text.contains(&format!("{topic}/0@1")), "{text}");
+            assert!(text.contains(needle), "{text}");
+            let ConsumerError::Deserialize { raw: got, .. } = error else {
+                unreachable!()
+            };
+            assert_eq!(got, raw);
+        }
+        other => panic!("{implementation:?}: expected one error for offset 1, got {other:?}"),
+    }
+    drop(stream);
+    let mut stream = consumer.stream();
+    let c = take(&mut stream, 1, PATIENCE).await;
+    assert_eq!(c[0].offset, 2, "{implementation:?}: the next stream starts at c");
+}
+
+/// Header keys are bytes on the wire: a key that is not UTF-8 (which other
+/// clients can write) is one error for its record, naming it and carrying
+/// the key, and the stream goes on. rdkafka's header iterator would panic.
+async fn header_key_that_is_not_utf8_is_one_error(implementation: Implementation) {
+    a_bad_record_between_two_good_ones(
+        implementation,
+        "header-key",
+        StringSerde,
+        TestRecord::new("b", "b").header(b"\xff\xfe".to_vec(), "x"),
+        "header key",
+        b"\xff\xfe",
+    )
+    .await;
+}
+
+/// A string serde that panics the first time it sees `boom`.
+#[derive(Default)]
+struct PanicsOnce {
+    panicked: std::sync::atomic::AtomicBool,
+}
+
+impl Serde<String> for PanicsOnce {
+    fn serialize(&self, value: &String) -> Result<Vec<u8>, tiered_kafka::api::SerdeError> {
+        StringSerde.serialize(value)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<String, tiered_kafka::api::SerdeError> {
+        if bytes == b"boom" && !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            panic!("a bug in the application's serde");
+        }
+        StringSerde.deserialize(bytes)
+    }
+}
+
+/// A serde that panics is contained to its record: one error, and nothing
+/// else lost or skipped.
+async fn panicking_serde_is_one_error_and_skips_nothing(implementation: Implementation) {
+    a_bad_record_between_two_good_ones(
+        implementation,
+        "panic-serde",
+        PanicsOnce::default(),
+        TestRecord::new("b", "boom"),
+        "the serde panicked: a bug in the application's serde",
+        b"boom",
+    )
+    .await;
 }

@@ -15,7 +15,7 @@ use rdkafka::message::Headers;
 /// How long a test may wait for its records before it fails.
 const READ_DEADLINE: Duration = Duration::from_secs(60);
 
-type HeaderList = Vec<(String, Option<Vec<u8>>)>;
+type HeaderList = Vec<(Vec<u8>, Option<Vec<u8>>)>;
 
 /// What a consumer saw of one record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -89,7 +89,7 @@ fn read_back(env: &KafkaTestEnv, topic: &str, count: usize) -> BTreeMap<(i32, i6
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|header| (header.key.to_owned(), header.value.map(<[u8]>::to_vec)))
+                    .map(|header| (header.key.as_bytes().to_vec(), header.value.map(<[u8]>::to_vec)))
                     .collect()
             })
             .unwrap_or_default();

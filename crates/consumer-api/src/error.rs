@@ -101,11 +101,16 @@ impl ConsumerError {
 
 /// Which part of a record a [`ConsumerError::Deserialize`] is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum PayloadPart {
     /// The record's key.
     Key,
     /// The record's value (payload).
     Value,
+    /// The key of one of the record's headers: Kafka lets a producer write
+    /// any bytes there, and a key that is not UTF-8 makes the record an
+    /// error (the `raw` bytes are that key).
+    HeaderKey,
 }
 
 impl std::fmt::Display for PayloadPart {
@@ -113,6 +118,7 @@ impl std::fmt::Display for PayloadPart {
         f.write_str(match self {
             PayloadPart::Key => "key",
             PayloadPart::Value => "value",
+            PayloadPart::HeaderKey => "header key",
         })
     }
 }

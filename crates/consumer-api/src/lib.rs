@@ -35,6 +35,6 @@ mod yaml;
 pub use crate::config::{AutoOffsetReset, ConsumerConfig, ConsumerTier, IsolationLevel};
 pub use crate::consumer::{KafkaStreamConsumer, MessageStream};
 pub use crate::error::{ConfigError, ConsumerError, PayloadPart};
-pub use crate::message::{Header, Headers, Message, Timestamp};
+pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};
 pub use crate::serde::{BytesSerde, JsonSerde, Serde, SerdeError, StringSerde};
 pub use rdkafka::TopicPartitionList;

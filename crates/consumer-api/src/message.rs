@@ -1,6 +1,12 @@
 //! Deserialized Kafka records: [`Message`], its [`Timestamp`] and its [`Headers`].
 
+use std::ffi::{CStr, c_char, c_void};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::ptr;
 use std::str::Utf8Error;
+
+use rdkafka::bindings as rdsys;
+use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 
 use crate::error::{ConsumerError, PayloadPart};
 use crate::serde::{Serde, SerdeError};
@@ -49,13 +55,19 @@ impl<K, V> Message<K, V> {
     /// Decodes a record handed out by rdkafka, deserializing its key and value.
     ///
     /// A missing key or value stays `None`; a present one (even empty) goes
-    /// through its serde. A serde failure becomes
-    /// [`ConsumerError::Deserialize`] naming the record and keeping its bytes.
+    /// through its serde. Header keys are read as librdkafka's bytes, not
+    /// through rdkafka's header iterator (which panics on a key that is not
+    /// UTF-8).
+    ///
+    /// Nothing about the record can make this panic: a serde that panics is
+    /// caught and reported like one that fails.
     ///
     /// # Errors
     ///
-    /// [`ConsumerError::Deserialize`] when the key or the value cannot be
-    /// deserialized.
+    /// [`ConsumerError::Deserialize`], naming the record and keeping the
+    /// bytes at fault, when the key or the value cannot be deserialized (or
+    /// its serde panicked), or when a header key is not UTF-8
+    /// ([`PayloadPart::HeaderKey`]).
     pub fn from_kafka<M, KS, VS>(
         record: &M,
         key_serde: &KS,
@@ -63,23 +75,34 @@ impl<K, V> Message<K, V> {
     ) -> Result<Self, ConsumerError>
     where
         M: rdkafka::Message,
+        M::Headers: RawHeaders,
         KS: Serde<K> + ?Sized,
         VS: Serde<V> + ?Sized,
     {
-        let key =
-            match record.key() {
-                Some(bytes) => Some(key_serde.deserialize(bytes).map_err(|source| {
-                    deserialize_error(record, PayloadPart::Key, bytes, source)
-                })?),
-                None => None,
-            };
-        let value =
-            match record.payload() {
-                Some(bytes) => Some(value_serde.deserialize(bytes).map_err(|source| {
-                    deserialize_error(record, PayloadPart::Value, bytes, source)
-                })?),
-                None => None,
-            };
+        let key = match record.key() {
+            Some(bytes) => Some(
+                deserialize_contained(key_serde, bytes)
+                    .map_err(|source| deserialize_error(record, PayloadPart::Key, bytes, source))?,
+            ),
+            None => None,
+        };
+        let value = match record.payload() {
+            Some(bytes) => Some(deserialize_contained(value_serde, bytes).map_err(|source| {
+                deserialize_error(record, PayloadPart::Value, bytes, source)
+            })?),
+            None => None,
+        };
+        let headers = match record.headers() {
+            Some(headers) => Headers::from_raw(headers).map_err(|(key, source)| {
+                deserialize_error(
+                    record,
+                    PayloadPart::HeaderKey,
+                    key,
+                    SerdeError::new(source),
+                )
+            })?,
+            None => Headers::new(),
+        };
         Ok(Message {
             topic: record.topic().to_owned(),
             partition: record.partition(),
@@ -87,16 +110,33 @@ impl<K, V> Message<K, V> {
             timestamp: record.timestamp().into(),
             key,
             value,
-            headers: record
-                .headers()
-                .map(Headers::from_kafka)
-                .unwrap_or_default(),
+            headers,
         })
     }
 
     /// Whether this record is a tombstone: it has no value.
     pub fn is_tombstone(&self) -> bool {
         self.value.is_none()
+    }
+}
+
+/// Runs a serde, turning a panic into an error about this record: a panic
+/// would otherwise unwind through the consumer with the record already taken
+/// from librdkafka, and lose it.
+fn deserialize_contained<T, S: Serde<T> + ?Sized>(
+    serde: &S,
+    bytes: &[u8],
+) -> Result<T, SerdeError> {
+    match catch_unwind(AssertUnwindSafe(|| serde.deserialize(bytes))) {
+        Ok(result) => result,
+        Err(panic) => {
+            let message = panic
+                .downcast_ref::<&str>()
+                .copied()
+                .or_else(|| panic.downcast_ref::<String>().map(String::as_str))
+                .unwrap_or("a non-string payload");
+            Err(SerdeError::msg(format!("the serde panicked: {message}")))
+        }
     }
 }
 
@@ -191,6 +231,34 @@ impl Header {
     }
 }
 
+/// rdkafka header sets whose keys [`Headers::from_raw`] can read as bytes:
+/// the headers of a consumed [`BorrowedMessage`](rdkafka::message::BorrowedMessage)
+/// and of an [`OwnedMessage`](rdkafka::message::OwnedMessage).
+///
+/// rdkafka's own [`Headers::iter`](rdkafka::message::Headers::iter) panics on
+/// a key that is not UTF-8, which any producer can write; this reads the
+/// keys from librdkafka instead.
+pub trait RawHeaders {
+    /// The librdkafka header list behind these headers.
+    fn native(&self) -> *const rdsys::rd_kafka_headers_t;
+}
+
+impl RawHeaders for BorrowedHeaders {
+    fn native(&self) -> *const rdsys::rd_kafka_headers_t {
+        // rdkafka makes a `&BorrowedHeaders` by casting the native pointer
+        // (`BorrowedHeaders::from_native_ptr`, `OwnedHeaders::as_borrowed`),
+        // so its address is the header list; rdkafka's private
+        // `as_native_ptr` is this same cast. A unit test checks it.
+        ptr::from_ref(self).cast()
+    }
+}
+
+impl RawHeaders for OwnedHeaders {
+    fn native(&self) -> *const rdsys::rd_kafka_headers_t {
+        self.as_borrowed().native()
+    }
+}
+
 /// A record's headers: ordered, with duplicate keys and byte values kept as written.
 ///
 /// # Examples
@@ -221,16 +289,41 @@ impl Headers {
     }
 
     /// Copies the headers of a record handed out by rdkafka.
-    pub fn from_kafka<H: rdkafka::message::Headers>(headers: &H) -> Self {
-        Headers(
-            headers
-                .iter()
-                .map(|header| Header {
-                    key: header.key.to_owned(),
-                    value: header.value.map(<[u8]>::to_vec),
-                })
-                .collect(),
-        )
+    ///
+    /// # Errors
+    ///
+    /// The first header key that is not UTF-8, as its bytes, with why.
+    pub fn from_raw<H: RawHeaders + ?Sized>(headers: &H) -> Result<Self, (&[u8], Utf8Error)> {
+        let native = headers.native();
+        // SAFETY: `native` is the live `rd_kafka_headers_t` behind `headers`
+        // (see `RawHeaders::native`), borrowed for this call.
+        let count = unsafe { rdsys::rd_kafka_header_cnt(native) };
+        let mut copied = Vec::with_capacity(count);
+        for index in 0..count {
+            let mut name: *const c_char = ptr::null();
+            let mut value: *const c_void = ptr::null();
+            let mut size = 0usize;
+            // SAFETY: as above; librdkafka fills the out-pointers with memory
+            // owned by the headers, valid while `headers` is borrowed.
+            let error = unsafe {
+                rdsys::rd_kafka_header_get_all(native, index, &mut name, &mut value, &mut size)
+            };
+            if error != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR || name.is_null() {
+                break;
+            }
+            // SAFETY: librdkafka stores each header name NUL-terminated.
+            let key = unsafe { CStr::from_ptr(name) }.to_bytes();
+            let key = std::str::from_utf8(key).map_err(|error| (key, error))?;
+            let value = (!value.is_null()).then(|| {
+                // SAFETY: `value` points to `size` bytes owned by the headers.
+                unsafe { std::slice::from_raw_parts(value.cast::<u8>(), size) }.to_vec()
+            });
+            copied.push(Header {
+                key: key.to_owned(),
+                value,
+            });
+        }
+        Ok(Headers(copied))
     }
 
     /// Appends a header after the existing ones.
@@ -360,6 +453,88 @@ mod tests {
             message.headers.get("b").map(Header::value_str),
             Some(Ok(Some("text")))
         );
+    }
+
+    /// A header list with a key that is not UTF-8, as another client may
+    /// write it (rdkafka's `OwnedHeaders::insert` only takes `&str` keys).
+    fn headers_with_raw_key(key: &[u8]) -> OwnedHeaders {
+        let headers = OwnedHeaders::new().insert(KafkaHeader {
+            key: "first",
+            value: Some("1"),
+        });
+        // SAFETY: the native list of a live `OwnedHeaders`; librdkafka copies
+        // the name and value.
+        let error = unsafe {
+            rdsys::rd_kafka_header_add(
+                headers.native().cast_mut(),
+                key.as_ptr().cast(),
+                key.len() as isize,
+                b"v".as_ptr().cast(),
+                1,
+            )
+        };
+        assert_eq!(error, rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+        headers
+    }
+
+    #[test]
+    fn the_native_header_list_is_the_one_rdkafka_reads() {
+        use rdkafka::message::Headers as _;
+        let headers = headers_with_raw_key(b"second");
+        // SAFETY: the native list of a live `OwnedHeaders`.
+        let native_count = unsafe { rdsys::rd_kafka_header_cnt(headers.native()) };
+        assert_eq!(native_count, 2);
+        assert_eq!(native_count, headers.count());
+        let read = Headers::from_raw(&headers).expect("UTF-8 keys");
+        let keys: Vec<_> = read.iter().map(Header::key).collect();
+        assert_eq!(keys, ["first", "second"]);
+    }
+
+    #[test]
+    fn a_header_key_that_is_not_utf8_is_an_error_naming_the_record() {
+        let record = record(
+            Some(b"k"),
+            Some(b"1"),
+            Some(headers_with_raw_key(b"\xff\xfe")),
+        );
+        let error = Message::<String, u32>::from_kafka(&record, &StringSerde, &JsonSerde)
+            .expect_err("a non-UTF-8 header key");
+        let text = error.to_string();
+        assert!(
+            text.contains("header key of the record at orders/3@99"),
+            "{text}"
+        );
+        match error {
+            ConsumerError::Deserialize { part, raw, .. } => {
+                assert_eq!((part, raw.as_slice()), (PayloadPart::HeaderKey, &b"\xff\xfe"[..]));
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+
+    struct PanickingSerde;
+
+    impl Serde<u32> for PanickingSerde {
+        fn serialize(&self, _: &u32) -> Result<Vec<u8>, SerdeError> {
+            Ok(Vec::new())
+        }
+
+        fn deserialize(&self, _: &[u8]) -> Result<u32, SerdeError> {
+            panic!("codec bug")
+        }
+    }
+
+    #[test]
+    fn a_panicking_serde_is_an_error_for_its_record() {
+        let error = Message::<String, u32>::from_kafka(
+            &record(Some(b"k"), Some(b"1"), None),
+            &StringSerde,
+            &PanickingSerde,
+        )
+        .expect_err("the serde panicked");
+        let text = error.to_string();
+        assert!(text.contains("value of the record at orders/3@99"), "{text}");
+        assert!(text.contains("the serde panicked: codec bug"), "{text}");
     }
 
     #[test]

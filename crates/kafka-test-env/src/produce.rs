@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 use rdkafka::ClientContext;
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
-use rdkafka::message::{DeliveryResult, Header, Message, OwnedHeaders};
+use rdkafka::bindings as rdsys;
+use rdkafka::message::{DeliveryResult, Message, OwnedHeaders};
 use rdkafka::producer::{BaseProducer, BaseRecord, ProducerContext};
 
 use crate::{ProducedRecord, TestEnvError, TestRecord};
@@ -64,29 +65,57 @@ impl ProducerContext for EnvProducerContext {
     }
 }
 
-/// Builds librdkafka headers, keeping order, duplicates and null values.
+/// Builds librdkafka headers, keeping order, duplicates, null values and
+/// keys that are not UTF-8.
 fn owned_headers(
     topic: &str,
     index: usize,
-    headers: &[(String, Option<Vec<u8>>)],
+    headers: &[(Vec<u8>, Option<Vec<u8>>)],
 ) -> Result<Option<OwnedHeaders>, TestEnvError> {
     if headers.is_empty() {
         return Ok(None);
     }
-    let mut owned = OwnedHeaders::new_with_capacity(headers.len());
+    let owned = OwnedHeaders::new_with_capacity(headers.len());
+    // rdkafka makes a `&BorrowedHeaders` by casting the native pointer, so
+    // its address is the `rd_kafka_headers_t` (rdkafka's private
+    // `as_native_ptr` is this cast; consumer-api's `RawHeaders` tests it).
+    let native = std::ptr::from_ref(owned.as_borrowed())
+        .cast::<rdsys::rd_kafka_headers_t>()
+        .cast_mut();
     for (key, value) in headers {
-        if key.contains('\0') {
+        if key.contains(&0) {
             return Err(TestEnvError::InvalidArgument {
                 message: format!(
                     "record {index} for topic {topic:?} has a header key with a NUL byte \
-                     ({key:?}); librdkafka header keys are C strings"
+                     ({:?}); librdkafka header keys are C strings",
+                    String::from_utf8_lossy(key)
                 ),
             });
         }
-        owned = owned.insert(Header {
-            key,
-            value: value.as_deref(),
-        });
+        let (value_ptr, value_len) = match value {
+            Some(value) => (value.as_ptr().cast(), value.len() as isize),
+            None => (std::ptr::null(), 0),
+        };
+        // SAFETY: `native` is the header list `owned` owns, alive for the
+        // loop; librdkafka copies the name and the value. rdkafka's `insert`
+        // takes `&str` keys only, hence the raw call.
+        let error = unsafe {
+            rdsys::rd_kafka_header_add(
+                native,
+                key.as_ptr().cast(),
+                key.len() as isize,
+                value_ptr,
+                value_len,
+            )
+        };
+        if error != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+            return Err(TestEnvError::InvalidArgument {
+                message: format!(
+                    "record {index} for topic {topic:?}: librdkafka refused a header: {}",
+                    rdkafka::error::RDKafkaErrorCode::from(error)
+                ),
+            });
+        }
     }
     Ok(Some(owned))
 }

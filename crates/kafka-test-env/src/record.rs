@@ -27,8 +27,10 @@ pub struct TestRecord {
     pub key: Option<Vec<u8>>,
     /// The value, or `None` for a tombstone.
     pub value: Option<Vec<u8>>,
-    /// Headers in order; keys may repeat; `None` is a null value.
-    pub headers: Vec<(String, Option<Vec<u8>>)>,
+    /// Headers in order; keys may repeat; `None` is a null value. Keys are
+    /// bytes, as on the wire: a key need not be UTF-8 (other clients can
+    /// write such keys), but it cannot hold a NUL byte.
+    pub headers: Vec<(Vec<u8>, Option<Vec<u8>>)>,
     /// An explicit partition, or `None` for librdkafka's default partitioner
     /// (`consistent_random`: hash of the key, random when there is no key).
     pub partition: Option<i32>,
@@ -65,14 +67,14 @@ impl TestRecord {
 
     /// Appends a header with a value (keys may repeat).
     #[must_use]
-    pub fn header(mut self, key: impl Into<String>, value: impl Into<Vec<u8>>) -> Self {
+    pub fn header(mut self, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) -> Self {
         self.headers.push((key.into(), Some(value.into())));
         self
     }
 
     /// Appends a header whose value is null.
     #[must_use]
-    pub fn null_header(mut self, key: impl Into<String>) -> Self {
+    pub fn null_header(mut self, key: impl Into<Vec<u8>>) -> Self {
         self.headers.push((key.into(), None));
         self
     }
