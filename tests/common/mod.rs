@@ -211,17 +211,28 @@ macro_rules! contract_tests {
 
 /// The group's committed offset of `topic/0`, read by a client of its own.
 pub async fn group_committed(env: &KafkaTestEnv, group: &str, topic: &str) -> Option<i64> {
+    group_committed_partition(env, group, topic, 0).await
+}
+
+/// The group's committed offset of `topic/partition`, read by a client of
+/// its own.
+pub async fn group_committed_partition(
+    env: &KafkaTestEnv,
+    group: &str,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
     let config = env.consumer_config(group);
     let topic = topic.to_owned();
     tokio::task::spawn_blocking(move || {
         let reader: BaseConsumer = config.create().expect("offset reader");
         let mut partitions = TopicPartitionList::new();
-        partitions.add_partition(&topic, 0);
+        partitions.add_partition(&topic, partition);
         let offsets = reader
             .committed_offsets(partitions, Duration::from_secs(30))
             .expect("committed offsets");
         offsets
-            .find_partition(&topic, 0)
+            .find_partition(&topic, partition)
             .and_then(|element| match element.offset() {
                 Offset::Offset(offset) => Some(offset),
                 _ => None,

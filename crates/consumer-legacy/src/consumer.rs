@@ -18,7 +18,7 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::builder::ConsumerBuilder;
 use crate::context::{LegacyConsumerContext, LegacyContext, TrackingContext};
-use crate::stream::LegacyStream;
+use crate::stream::{LegacyStream, RawRecord, RawStream};
 
 /// The rdkafka consumer underneath.
 type Inner<C> = StreamConsumer<TrackingContext<C>, WakeRuntime>;
@@ -321,12 +321,17 @@ where
     }
 
     /// Deserializes and records a polled record; `None` when it is stale.
+    ///
+    /// Deserialized first: whatever happens there (a serde error, a panic
+    /// caught as one), the offset is recorded only together with the item
+    /// handed out.
     pub(crate) fn hand_out(
         &self,
         generation: u64,
         record: &rdkafka::message::BorrowedMessage<'_>,
     ) -> Option<Result<Message<K, V>, ConsumerError>> {
         use rdkafka::Message as _;
+        let item = Message::from_kafka(record, &self.key_serde, &self.value_serde);
         if !self.record(
             generation,
             record.topic(),
@@ -341,11 +346,7 @@ where
             );
             return None;
         }
-        Some(Message::from_kafka(
-            record,
-            &self.key_serde,
-            &self.value_serde,
-        ))
+        Some(item)
     }
 
     /// Moves to the fast consumer (the plan's Phase 6): commits the offsets of
@@ -439,7 +440,9 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         Ok(self.consumer.subscribe(topics)?)
     }
 
-    /// rdkafka's own message stream, of undeserialized `BorrowedMessage`s.
+    /// rdkafka's own message stream, of undeserialized records: each
+    /// [`RawRecord`] is rdkafka's `BorrowedMessage` (it implements
+    /// [`rdkafka::Message`]), tagged with when it was polled.
     ///
     /// Messages read here are **not** recorded: [`commit`](Self::commit)
     /// covers one only after [`mark_delivered`](Self::mark_delivered).
@@ -461,20 +464,25 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// }
     /// # Ok(()) }
     /// ```
-    pub fn raw_stream(&self) -> rdkafka::consumer::MessageStream<'_, TrackingContext<C>> {
-        self.consumer.stream()
+    pub fn raw_stream(&self) -> RawStream<'_, C> {
+        RawStream::new(&self.consumer.context().book, self.consumer.stream())
     }
 
     /// Records a message read from [`raw_stream`](Self::raw_stream) as handed
     /// to the application, so that [`commit`](Self::commit) covers it.
-    pub fn mark_delivered<M: rdkafka::Message>(&self, message: &M) {
-        let generation = self.consumer.context().book.generation();
+    ///
+    /// Returns `false`, recording nothing, when the record's partition was
+    /// revoked since it was polled: it belongs to another member now (which
+    /// reads it again), and committing it would move that member's
+    /// committed offset back.
+    pub fn mark_delivered(&self, record: &RawRecord<'_>) -> bool {
+        use rdkafka::Message as _;
         self.record(
-            generation,
-            message.topic(),
-            message.partition(),
-            message.offset(),
-        );
+            record.polled_at(),
+            record.topic(),
+            record.partition(),
+            record.offset(),
+        )
     }
 
     /// Records a polled message as handed out; `false` when its partition was

@@ -6,7 +6,8 @@
 //!
 //! - [`KafkaConsumer`]: `new`, `with_config`, `subscribe`, `poll(timeout)`,
 //!   [`stream`](KafkaConsumer::stream) (typed, a [`LegacyStream`]),
-//!   [`raw_stream`](KafkaConsumer::raw_stream) (rdkafka's `MessageStream`),
+//!   [`raw_stream`](KafkaConsumer::raw_stream) (rdkafka's records, each
+//!   recorded only by [`mark_delivered`](KafkaConsumer::mark_delivered)),
 //!   `commit`, `current_offsets`, `group_metadata`; it implements
 //!   [`KafkaStreamConsumer`](consumer_api::KafkaStreamConsumer) with
 //!   `tier() == None`.
@@ -105,7 +106,7 @@ mod stream;
 pub use crate::builder::ConsumerBuilder;
 pub use crate::consumer::KafkaConsumer;
 pub use crate::context::{LegacyConsumerContext, LegacyContext, TrackingContext};
-pub use crate::stream::LegacyStream;
+pub use crate::stream::{LegacyStream, RawRecord, RawStream};
 
 #[cfg(test)]
 mod tests {

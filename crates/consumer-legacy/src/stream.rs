@@ -4,7 +4,10 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use consumer_api::{ConsumerError, Message, Serde};
+use consumer_fast::OffsetBook;
 use futures_core::Stream;
+use rdkafka::error::KafkaError;
+use rdkafka::message::{BorrowedHeaders, BorrowedMessage};
 
 use crate::consumer::KafkaConsumer;
 use crate::context::{LegacyConsumerContext, TrackingContext};
@@ -13,11 +16,12 @@ use crate::context::{LegacyConsumerContext, TrackingContext};
 /// item is a deserialized [`Message`], or the error of one record or of
 /// librdkafka.
 ///
-/// It never ends and never blocks: when librdkafka has nothing ready it
-/// returns `Pending` and is woken by librdkafka's queue non-empty callback.
-/// Rebalances, commit results and statistics are served inside `poll_next`,
-/// on the task polling the stream; a revocation commits synchronously there
-/// (one broker round trip, waiting at most `session_timeout_ms`).
+/// It never ends, and does not wait for messages: when librdkafka has nothing
+/// ready it returns `Pending` and is woken by librdkafka's queue non-empty
+/// callback. Rebalances, commit results and statistics are served inside
+/// `poll_next`, on the task polling the stream; a revocation commits
+/// synchronously there (one broker round trip, waiting at most
+/// `session_timeout_ms`): the one time `poll_next` blocks.
 ///
 /// # Cancel safety
 ///
@@ -94,5 +98,100 @@ where
                 Poll::Pending => return Poll::Pending,
             }
         }
+    }
+}
+
+/// The stream of [`KafkaConsumer::raw_stream`]: rdkafka's records, each
+/// tagged with when it was polled, for
+/// [`mark_delivered`](KafkaConsumer::mark_delivered).
+#[must_use = "streams do nothing unless polled"]
+pub struct RawStream<'a, C: LegacyConsumerContext> {
+    book: &'a OffsetBook,
+    raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
+}
+
+impl<'a, C: LegacyConsumerContext> RawStream<'a, C> {
+    pub(crate) fn new(
+        book: &'a OffsetBook,
+        raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
+    ) -> Self {
+        RawStream { book, raw }
+    }
+}
+
+impl<C: LegacyConsumerContext> std::fmt::Debug for RawStream<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RawStream").finish_non_exhaustive()
+    }
+}
+
+impl<'a, C: LegacyConsumerContext> Stream for RawStream<'a, C> {
+    type Item = Result<RawRecord<'a>, KafkaError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        // Read before polling: a revocation served by this poll, or by
+        // another stream's, makes the record stale.
+        let polled_at = this.book.generation();
+        Pin::new(&mut this.raw)
+            .poll_next(cx)
+            .map(|item| item.map(|result| result.map(|record| RawRecord { record, polled_at })))
+    }
+}
+
+/// A record of [`KafkaConsumer::raw_stream`]: rdkafka's `BorrowedMessage`,
+/// read through [`rdkafka::Message`], and when it was polled.
+#[derive(Debug)]
+pub struct RawRecord<'a> {
+    record: BorrowedMessage<'a>,
+    polled_at: u64,
+}
+
+impl<'a> RawRecord<'a> {
+    /// The offset book's generation when the record was polled.
+    pub(crate) fn polled_at(&self) -> u64 {
+        self.polled_at
+    }
+
+    /// rdkafka's record, e.g. to [`detach`](BorrowedMessage::detach) it.
+    pub fn record(&self) -> &BorrowedMessage<'a> {
+        &self.record
+    }
+}
+
+impl rdkafka::Message for RawRecord<'_> {
+    type Headers = BorrowedHeaders;
+
+    fn key(&self) -> Option<&[u8]> {
+        self.record.key()
+    }
+
+    fn payload(&self) -> Option<&[u8]> {
+        self.record.payload()
+    }
+
+    unsafe fn payload_mut(&mut self) -> Option<&mut [u8]> {
+        // SAFETY: the caller upholds `payload_mut`'s contract for the record.
+        unsafe { self.record.payload_mut() }
+    }
+
+    fn topic(&self) -> &str {
+        self.record.topic()
+    }
+
+    fn partition(&self) -> i32 {
+        self.record.partition()
+    }
+
+    fn offset(&self) -> i64 {
+        self.record.offset()
+    }
+
+    fn timestamp(&self) -> rdkafka::Timestamp {
+        self.record.timestamp()
+    }
+
+    fn headers(&self) -> Option<&BorrowedHeaders> {
+        self.record.headers()
     }
 }
