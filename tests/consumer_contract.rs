@@ -24,6 +24,8 @@ contract_tests!(
     rebalance_loses_nothing,
     unreachable_broker_is_reported,
     auto_commit_keeps_up_with_a_busy_stream,
+    dropping_a_stream_with_a_backlog_skips_nothing,
+    every_waiting_stream_is_woken,
 );
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -482,4 +484,136 @@ async fn auto_commit_keeps_up_with_a_busy_stream(implementation: Implementation)
         committed.is_some_and(|offset| (1_000..=2_000).contains(&offset)),
         "{implementation:?}: after 2,000 messages handed out by a busy stream, auto-commit committed {committed:?}"
     );
+}
+
+/// A stream dropped while a backlog waits (for the Dedicated tier: a full
+/// channel and a batch the polling thread could not send yet) leaves the
+/// consumer at the first message it did not hand out: the next stream starts
+/// there, neither skipping ahead nor going back to `auto.offset.reset`.
+async fn dropping_a_stream_with_a_backlog_skips_nothing(implementation: Implementation) {
+    const TOTAL: usize = 5_000;
+    const READ: usize = 1_024;
+    let env = env();
+    let topic = env.unique_topic("drop-backlog");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, TOTAL).expect("produce");
+    let consumer = subscribed(
+        implementation,
+        &env,
+        &env.unique_group("drop-backlog"),
+        &topic,
+        StringSerde,
+        StringSerde,
+    );
+    let mut stream = consumer.stream();
+    let first = take(&mut stream, READ, PATIENCE).await;
+    assert_eq!(first.last().map(|m| m.offset), Some(READ as i64 - 1));
+    // Let the read-ahead fill up before the stream goes.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    drop(stream);
+
+    let mut stream = consumer.stream();
+    let next = take(&mut stream, 1, PATIENCE).await;
+    assert_eq!(
+        next[0].offset, READ as i64,
+        "{implementation:?}: the next stream starts after the last message handed out"
+    );
+}
+
+/// A waker that counts how often it was woken.
+#[derive(Default)]
+struct CountingWaker(std::sync::atomic::AtomicUsize);
+
+impl std::task::Wake for CountingWaker {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+impl CountingWaker {
+    fn count(&self) -> usize {
+        self.0.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+/// Two streams of one consumer: stream A waits for a message; stream B is
+/// polled once and dropped. The next message must wake A: a consumer that
+/// keeps only the last stream's waker would wake B's stale one, and A would
+/// sleep until something else woke it. Decided with hand-made wakers that
+/// count their wakes, not with a scheduler that may wake A for other reasons.
+async fn every_waiting_stream_is_woken(implementation: Implementation) {
+    use std::task::{Context, Poll, Waker};
+
+    let env = env();
+    let topic = env.unique_topic("wakers");
+    env.create_topic(&topic, 1).expect("topic");
+    let consumer = subscribed(
+        implementation,
+        &env,
+        &env.unique_group("wakers"),
+        &topic,
+        StringSerde,
+        StringSerde,
+    );
+    let mut a = consumer.stream();
+    let a_waker = Arc::new(CountingWaker::default());
+    let waker_a = Waker::from(Arc::clone(&a_waker));
+
+    // Drive A by hand until the consumer has its partition and A waits with
+    // nothing more to serve: pending, and not woken for a second.
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{implementation:?}: stream A never settled"
+        );
+        let woken = a_waker.count();
+        match a.as_mut().poll_next(&mut Context::from_waker(&waker_a)) {
+            Poll::Ready(Some(Err(error))) => {
+                println!("{implementation:?}: A: {error}");
+                continue;
+            }
+            Poll::Ready(other) => panic!("{implementation:?}: A on an empty topic: {other:?}"),
+            Poll::Pending => {}
+        }
+        let assigned = consumer
+            .current_offsets()
+            .map(|offsets| offsets.count() > 0)
+            .unwrap_or(false);
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        if assigned && a_waker.count() == woken {
+            break;
+        }
+    }
+
+    // B is polled once, with a waker of its own, and dropped.
+    {
+        let mut b = consumer.stream();
+        let b_waker = Arc::new(CountingWaker::default());
+        let waker_b = Waker::from(Arc::clone(&b_waker));
+        match b.as_mut().poll_next(&mut Context::from_waker(&waker_b)) {
+            Poll::Pending => {}
+            Poll::Ready(item) => println!("{implementation:?}: B: {item:?}"),
+        }
+    }
+
+    let woken = a_waker.count();
+    env.produce_test_messages(&topic, 1).expect("produce");
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while a_waker.count() == woken {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{implementation:?}: stream A was not woken within 5 s of a new message"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let message = next_within(&mut a, PATIENCE)
+        .await
+        .expect("a message")
+        .expect("not an error");
+    assert_eq!(message.offset, 0);
 }

@@ -1,11 +1,10 @@
 //! [`Consumer`]: a `BaseConsumer` that hands out deserialized messages.
 
-use std::collections::{BTreeSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError};
 use std::time::{Duration, Instant};
 
-use atomic_waker::AtomicWaker;
 use consumer_api::{
     ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message, MessageStream, Serde,
 };
@@ -19,6 +18,7 @@ use crate::liveness::{PollKeeper, auto_commit, max_poll_interval};
 use crate::offsets::{Delivery, OffsetBook};
 use crate::queue::QueueHandle;
 use crate::stream::{BufferedKafkaStream, KafkaStream};
+use crate::wakers::{StreamWakers, thread_waker};
 
 /// A message (or per-message error) polled from librdkafka, tagged with the
 /// offset book's generation at poll time.
@@ -58,7 +58,8 @@ impl<K, V> Polled<K, V> {
 /// [`commit`](Self::commit) commits exactly those, never a buffered message.
 ///
 /// Read through one stream (or `poll_blocking` / `try_poll`) at a time: two
-/// readers would share the messages between them.
+/// readers share the messages between them (each waiting reader is woken
+/// when messages arrive), and only one Dedicated stream may be open.
 ///
 /// # Examples
 ///
@@ -89,7 +90,14 @@ pub struct Consumer<K, V> {
     // client is destroyed.
     queue: QueueHandle,
     pub(crate) base: BaseConsumer<FastContext>,
-    pub(crate) waker: Arc<AtomicWaker>,
+    /// Every reader waiting for librdkafka's queue, woken by its non-empty
+    /// callback.
+    pub(crate) wakers: Arc<StreamWakers>,
+    /// Makes "polled before this seek" decidable: readers hold it shared
+    /// from reading the book's generation until their poll returns, and a
+    /// seek holds it exclusively while it invalidates the partition and
+    /// moves librdkafka (whose version barrier then drops older fetches).
+    pub(crate) poll_lock: RwLock<()>,
     pub(crate) book: Arc<OffsetBook>,
     key_serde: Box<dyn Serde<K>>,
     value_serde: Box<dyn Serde<V>>,
@@ -102,6 +110,12 @@ pub struct Consumer<K, V> {
     /// Partitions the application paused, which the Dedicated tier's
     /// backpressure must leave paused.
     paused_by_application: Mutex<BTreeSet<(String, i32)>>,
+    /// Bumped by each [`resume`](Self::resume): the Dedicated tier's
+    /// backpressure pauses again what the application resumed.
+    pub(crate) application_resumes: AtomicU64,
+    /// The tier of the stream opened last, for
+    /// [`KafkaStreamConsumer::tier`].
+    read_tier: Mutex<ConsumerTier>,
     /// librdkafka's `enable.auto.commit`: it commits what was stored.
     auto_commit: bool,
     /// Messages handed out since [`stored_at`](Self::stored_at) was checked.
@@ -149,16 +163,17 @@ impl<K, V> Consumer<K, V> {
                 reason: "the fast consumer needs a consumer group".to_owned(),
             })
         })?;
-        let waker = Arc::new(AtomicWaker::new());
-        let wake = Arc::clone(&waker);
-        base.set_nonempty_callback(move || wake.wake());
+        let wakers = Arc::new(StreamWakers::default());
+        let wake = Arc::clone(&wakers);
+        base.set_nonempty_callback(move || wake.wake_all());
         let book = Arc::clone(&base.context().book);
         let max_poll_interval = max_poll_interval(&base);
         let auto_commit = auto_commit(&base);
         Ok(Consumer {
             queue,
             base,
-            waker,
+            wakers,
+            poll_lock: RwLock::new(()),
             book,
             key_serde,
             value_serde,
@@ -166,6 +181,8 @@ impl<K, V> Consumer<K, V> {
             max_poll_interval,
             poll_keeper: OnceLock::new(),
             paused_by_application: Mutex::default(),
+            application_resumes: AtomicU64::new(0),
+            read_tier: Mutex::new(ConsumerTier::Standard),
             auto_commit,
             handed_out_unchecked: AtomicU32::new(0),
             stored_at: Mutex::new(Instant::now()),
@@ -317,16 +334,29 @@ impl<K, V> Consumer<K, V> {
     /// librdkafka reports: match with [`ConsumerError::kafka_error`].
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Message<K, V>, ConsumerError> {
         let deadline = Instant::now() + timeout;
+        let slot = WakerSlot::new(&self.wakers);
+        let waker = thread_waker(std::thread::current());
+        let mut ready = VecDeque::with_capacity(1);
         loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            let generation = self.book.generation();
-            if let Some(result) = self.base.poll(remaining) {
-                let polled = self.decode(generation, result);
+            {
+                let _polling = self.read_poll_lock();
+                self.refill_locked(&mut ready, 1);
+            }
+            while let Some(polled) = ready.pop_front() {
                 if let Some(result) = self.hand_out(polled) {
                     return result;
                 }
-            } else if remaining.is_zero() {
+            }
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
                 return Err(ConsumerError::Timeout(timeout));
+            }
+            // Registered before looking: a message arriving in between
+            // still unparks this thread. Waking at least every half
+            // `max.poll.interval.ms` keeps a long wait in the group.
+            slot.register(&waker);
+            if self.queue.len() == 0 {
+                std::thread::park_timeout(remaining.min(self.max_poll_interval / 2));
             }
         }
     }
@@ -338,7 +368,7 @@ impl<K, V> Consumer<K, V> {
     /// As [`poll_blocking`](Self::poll_blocking), without the timeout.
     pub fn try_poll(&self) -> Result<Option<Message<K, V>>, ConsumerError> {
         let mut ready = VecDeque::with_capacity(1);
-        while self.refill(&mut ready, 1) > 0 {
+        while let Refill::Took(_) = self.refill(&mut ready, 1) {
             if let Some(result) = ready.pop_front().and_then(|polled| self.hand_out(polled)) {
                 return result.map(Some);
             }
@@ -349,6 +379,7 @@ impl<K, V> Consumer<K, V> {
     /// The Standard tier: a stream handing out one message per wake-up.
     pub fn stream(&self) -> KafkaStream<'_, K, V> {
         self.keep_polled();
+        self.set_read_tier(ConsumerTier::Standard);
         KafkaStream::new(self)
     }
 
@@ -357,6 +388,7 @@ impl<K, V> Consumer<K, V> {
     /// waits for a batch to fill.
     pub fn buffered_stream(&self, batch_size: usize) -> BufferedKafkaStream<'_, K, V> {
         self.keep_polled();
+        self.set_read_tier(ConsumerTier::Buffered { batch_size });
         BufferedKafkaStream::new(self, batch_size)
     }
 
@@ -365,7 +397,7 @@ impl<K, V> Consumer<K, V> {
     /// the waiting consumer for a stuck one and leaves the group.
     fn keep_polled(&self) {
         self.poll_keeper.get_or_init(|| {
-            match PollKeeper::start(Arc::clone(&self.waker), self.max_poll_interval) {
+            match PollKeeper::start(Arc::clone(&self.wakers), self.max_poll_interval) {
                 Ok(keeper) => Some(keeper),
                 Err(error) => {
                     tracing::error!(
@@ -378,6 +410,11 @@ impl<K, V> Consumer<K, V> {
         });
     }
 
+    /// Records which tier is being read, for [`KafkaStreamConsumer::tier`].
+    pub(crate) fn set_read_tier(&self, tier: ConsumerTier) {
+        *self.read_tier.lock().unwrap_or_else(PoisonError::into_inner) = tier;
+    }
+
     /// The partitions assigned to this consumer.
     ///
     /// # Errors
@@ -388,7 +425,12 @@ impl<K, V> Consumer<K, V> {
     }
 
     /// Moves a partition's read position to `offset`; messages of it already
-    /// buffered by a stream are dropped, not handed out.
+    /// buffered by a stream (or by the Dedicated polling thread) are dropped,
+    /// not handed out: once this returns, the next message of the partition
+    /// handed out is the one at `offset`.
+    ///
+    /// Readers wait while it runs (a stream returns `Pending` and is woken
+    /// when it ends), for up to `timeout` as librdkafka confirms the seek.
     ///
     /// # Errors
     ///
@@ -401,8 +443,17 @@ impl<K, V> Consumer<K, V> {
         offset: Offset,
         timeout: Duration,
     ) -> Result<(), ConsumerError> {
-        self.book.invalidate([(topic, partition)]);
-        Ok(self.base.seek(topic, partition, offset, timeout)?)
+        let result = {
+            // Exclusive: no reader is between reading the generation and
+            // returning from its poll, so whatever it polled before now is
+            // stale and whatever it polls after is from the new position.
+            let _seeking = self.poll_lock.write().unwrap_or_else(PoisonError::into_inner);
+            self.book.invalidate([(topic, partition)]);
+            self.base.seek(topic, partition, offset, timeout)
+        };
+        // Readers that found the lock taken wait for this.
+        self.wakers.wake_all();
+        Ok(result?)
     }
 
     /// Stops fetching from these partitions until [`resume`](Self::resume).
@@ -432,6 +483,7 @@ impl<K, V> Consumer<K, V> {
     pub fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
         let mut paused = self.lock_paused_by_application();
         self.base.resume(partitions)?;
+        self.application_resumes.fetch_add(1, Ordering::AcqRel);
         for element in partitions.elements() {
             paused.remove(&(element.topic().to_owned(), element.partition()));
         }
@@ -483,9 +535,32 @@ impl<K, V> Consumer<K, V> {
         Polled { generation, result }
     }
 
+    /// How many operations wait in librdkafka's consumer queue.
+    pub(crate) fn queue_len(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// The shared side of [`poll_lock`](Self::poll_lock), for a thread of
+    /// its own (the Dedicated thread, `poll_blocking`), which may wait for a
+    /// seek to finish.
+    pub(crate) fn read_poll_lock(&self) -> RwLockReadGuard<'_, ()> {
+        self.poll_lock.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Takes up to `max` ready items from librdkafka into `into` without
-    /// waiting; returns how many. Zero means the queue is empty.
-    pub(crate) fn refill(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> usize {
+    /// waiting, on an executor thread: a seek in progress is
+    /// [`Refill::Seeking`], not a wait.
+    pub(crate) fn refill(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> Refill {
+        let _polling = match self.poll_lock.try_read() {
+            Ok(guard) => guard,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => return Refill::Seeking,
+        };
+        self.refill_locked(into, max)
+    }
+
+    /// [`refill`](Self::refill) for a caller holding the shared poll lock.
+    pub(crate) fn refill_locked(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> Refill {
         let mut taken = 0;
         let mut events = 0;
         while taken < max {
@@ -501,15 +576,16 @@ impl<K, V> Consumer<K, V> {
                 None => {
                     events += 1;
                     if events >= MAX_EVENTS_PER_REFILL {
-                        // Still events waiting: ask to be polled again rather
-                        // than hog the executor.
-                        self.waker.wake();
                         break;
                     }
                 }
             }
         }
-        taken
+        match (taken, events >= MAX_EVENTS_PER_REFILL) {
+            (0, true) => Refill::Crowded,
+            (0, false) => Refill::Empty,
+            (taken, _) => Refill::Took(taken),
+        }
     }
 
     /// Records an item as handed to the application; `None` when its
@@ -537,33 +613,27 @@ impl<K, V> Consumer<K, V> {
 
     /// Moves partitions back to the first of `unread` per partition, so that
     /// items polled but never handed out are read again. Items whose partition
-    /// was revoked or sought since are left to their new position.
+    /// was revoked or sought since are left to their new position. Like a
+    /// seek, it makes what other readers polled of those partitions stale:
+    /// they read it again from the rewound position.
     pub(crate) fn rewind(&self, unread: impl IntoIterator<Item = Polled<K, V>>) {
-        let mut targets = TopicPartitionList::new();
+        let _seeking = self.poll_lock.write().unwrap_or_else(PoisonError::into_inner);
         let current = self.book.generation();
-        for polled in unread {
-            let Some((topic, partition, offset)) = polled.coordinates() else {
-                continue;
-            };
-            if polled.generation != current
-                && self.book.is_stale(polled.generation, topic, partition)
-            {
-                continue;
-            }
-            let earlier = targets
-                .find_partition(topic, partition)
-                .and_then(|e| e.offset().to_raw())
-                .is_some_and(|seen| seen <= offset);
-            if !earlier
-                && let Err(error) =
-                    targets.add_partition_offset(topic, partition, Offset::Offset(offset))
-            {
-                tracing::warn!(%topic, partition, offset, %error, "cannot rewind");
-            }
-        }
+        let targets = first_offsets(unread.into_iter().filter_map(|polled| {
+            let (topic, partition, offset) = polled.coordinates()?;
+            let stale = polled.generation != current
+                && self.book.is_stale(polled.generation, topic, partition);
+            (!stale).then(|| (topic.to_owned(), partition, offset))
+        }));
         if targets.count() == 0 {
             return;
         }
+        self.book.invalidate(
+            targets
+                .elements()
+                .iter()
+                .map(|element| (element.topic(), element.partition())),
+        );
         tracing::debug!(?targets, "rewinding to messages polled but not handed out");
         if let Err(error) = self
             .base
@@ -572,6 +642,67 @@ impl<K, V> Consumer<K, V> {
             tracing::warn!(%error, "cannot rewind to unread messages; they are read again after a restart");
         }
     }
+}
+
+/// What [`Consumer::refill`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refill {
+    /// Took this many items (at least one).
+    Took(usize),
+    /// librdkafka's queue is empty.
+    Empty,
+    /// A seek holds the poll lock; it wakes the waiting readers when done.
+    Seeking,
+    /// Served many events without finding a message or an empty queue.
+    Crowded,
+}
+
+/// A reader's slot in [`StreamWakers`], released when the reader goes (also
+/// by a panic).
+pub(crate) struct WakerSlot<'a> {
+    wakers: &'a StreamWakers,
+    slot: usize,
+}
+
+impl<'a> WakerSlot<'a> {
+    pub(crate) fn new(wakers: &'a StreamWakers) -> Self {
+        WakerSlot {
+            wakers,
+            slot: wakers.insert(),
+        }
+    }
+
+    pub(crate) fn register(&self, waker: &std::task::Waker) {
+        self.wakers.register(self.slot, waker);
+    }
+}
+
+impl Drop for WakerSlot<'_> {
+    fn drop(&mut self) {
+        self.wakers.remove(self.slot);
+    }
+}
+
+/// The first (lowest) offset per partition, as one list with one element per
+/// partition. `TopicPartitionList::add_partition_offset` appends a second
+/// element for a partition already listed (librdkafka creates it at
+/// `OFFSET_INVALID`) and then sets the first: seeking such a list would send
+/// the partition to `auto.offset.reset`. So the minimum is found first.
+fn first_offsets(records: impl Iterator<Item = (String, i32, i64)>) -> TopicPartitionList {
+    let mut first: BTreeMap<(String, i32), i64> = BTreeMap::new();
+    for (topic, partition, offset) in records {
+        first
+            .entry((topic, partition))
+            .and_modify(|seen| *seen = (*seen).min(offset))
+            .or_insert(offset);
+    }
+    let mut list = TopicPartitionList::with_capacity(first.len());
+    for ((topic, partition), offset) in first {
+        if let Err(error) = list.add_partition_offset(&topic, partition, Offset::Offset(offset)) {
+            tracing::warn!(%topic, partition, offset, %error, "cannot rewind");
+        }
+    }
+    list
 }
 
 impl<K, V> Drop for Consumer<K, V> {
@@ -598,7 +729,53 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
         Consumer::current_offsets(self)
     }
 
+    /// The tier of the stream opened last on this consumer (Standard, which
+    /// [`stream`](KafkaStreamConsumer::stream) opens, before any).
     fn tier(&self) -> Option<ConsumerTier> {
-        Some(ConsumerTier::Standard)
+        Some(*self.read_tier.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rewinding_takes_the_first_offset_per_partition_whatever_the_order() {
+        let records = [
+            ("t".to_owned(), 0, 1_280),
+            ("t".to_owned(), 1, 7),
+            ("t".to_owned(), 0, 1_024),
+            ("t".to_owned(), 0, 1_100),
+        ];
+        let list = first_offsets(records.into_iter());
+        assert_eq!(list.count(), 2, "one element per partition: {list:?}");
+        assert_eq!(
+            list.find_partition("t", 0).map(|e| e.offset()),
+            Some(Offset::Offset(1_024))
+        );
+        assert_eq!(
+            list.find_partition("t", 1).map(|e| e.offset()),
+            Some(Offset::Offset(7))
+        );
+        assert!(
+            list.elements()
+                .iter()
+                .all(|e| matches!(e.offset(), Offset::Offset(_))),
+            "no element left at OFFSET_INVALID: {list:?}"
+        );
+    }
+
+    /// The trap `first_offsets` avoids, as rdkafka 0.39 behaves: adding a
+    /// partition twice leaves a second element at `OFFSET_INVALID`.
+    #[test]
+    fn adding_a_listed_partition_again_appends_an_invalid_element() {
+        let mut list = TopicPartitionList::new();
+        list.add_partition_offset("t", 0, Offset::Offset(1_280))
+            .expect("offset");
+        list.add_partition_offset("t", 0, Offset::Offset(1_024))
+            .expect("offset");
+        let offsets: Vec<_> = list.elements().iter().map(|e| e.offset()).collect();
+        assert_eq!(offsets, [Offset::Offset(1_024), Offset::Invalid]);
     }
 }

@@ -16,17 +16,19 @@ use futures_core::Stream;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer as _;
 
-use crate::consumer::{Consumer, Polled};
+use crate::consumer::{Consumer, Polled, WakerSlot};
+use crate::wakers::thread_waker;
 
 /// The most messages the polling thread sends in one batch.
 const BATCH: usize = 256;
 /// How many batches may wait in the channel: with `BATCH`, at most 1,024
 /// messages are deserialized ahead of the application.
 const CHANNEL_BATCHES: usize = 4;
-/// How long the polling thread waits for librdkafka, or for room in the
-/// channel, before checking whether it should stop: bounds the time to drop
-/// the stream.
+/// How long the polling thread waits for librdkafka before it polls anyway
+/// (librdkafka counts polls for `max.poll.interval.ms`).
 const POLL_INTERVAL: Duration = Duration::from_millis(100);
+/// How long the polling thread waits for room in the channel before it
+/// checks whether it should stop: bounds the time to drop the stream.
 const SEND_SLICE: Duration = Duration::from_millis(50);
 /// How long the polling thread waits for room before it pauses fetching and
 /// polls for the application (or half `max.poll.interval.ms`, if shorter):
@@ -67,6 +69,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                     .to_owned(),
             ));
         }
+        self.set_read_tier(consumer_api::ConsumerTier::Dedicated);
         let (sender, receiver) = flume::bounded(CHANNEL_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
         let handed_out = Arc::new(AtomicU64::new(0));
@@ -117,13 +120,23 @@ impl<K, V> Poller<K, V> {
     fn run(self) -> Batch<K, V> {
         let mut pending: Batch<K, V> = VecDeque::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
+            let slot = WakerSlot::new(&self.consumer.wakers);
+            let waker = thread_waker(std::thread::current());
             while !self.stop.load(Ordering::Acquire) {
-                let generation = self.consumer.book.generation();
-                let Some(first) = self.consumer.base.poll(POLL_INTERVAL) else {
+                {
+                    // This thread may wait here for a seek to finish.
+                    let _polling = self.consumer.read_poll_lock();
+                    self.consumer.refill_locked(&mut pending, BATCH);
+                }
+                if pending.is_empty() {
+                    // Registered before looking, so a message arriving in
+                    // between still unparks the thread.
+                    slot.register(&waker);
+                    if self.consumer.queue_len() == 0 && !self.stop.load(Ordering::Acquire) {
+                        std::thread::park_timeout(POLL_INTERVAL);
+                    }
                     continue;
-                };
-                pending.push_back(self.consumer.decode(generation, first));
-                self.consumer.refill(&mut pending, BATCH - 1);
+                }
                 if !self.send(&mut pending) {
                     return;
                 }
@@ -185,6 +198,7 @@ impl<K, V> Poller<K, V> {
             // Pause whatever is assigned and not paused yet: on the first
             // slice, and after a rebalance assigned more.
             backpressure.pause_assigned();
+            let _polling = self.consumer.read_poll_lock();
             let generation = self.consumer.book.generation();
             if let Some(result) = self.consumer.base.poll(Duration::ZERO) {
                 // From a partition assigned since the last pause: keep it in
@@ -201,6 +215,8 @@ impl<K, V> Poller<K, V> {
 struct Backpressure<'a, K, V> {
     consumer: &'a Consumer<K, V>,
     paused: BTreeSet<(String, i32)>,
+    /// The application's resume count when this wait last paused.
+    resumes_seen: u64,
 }
 
 impl<'a, K, V> Backpressure<'a, K, V> {
@@ -208,11 +224,13 @@ impl<'a, K, V> Backpressure<'a, K, V> {
         Backpressure {
             consumer,
             paused: BTreeSet::new(),
+            resumes_seen: consumer.application_resumes.load(Ordering::Acquire),
         }
     }
 
-    /// Pauses the assigned partitions that neither this wait nor the
-    /// application has paused.
+    /// Pauses the assigned partitions that the application has not paused
+    /// and that this wait has not paused yet, or has paused but the
+    /// application resumed since.
     fn pause_assigned(&mut self) {
         let assignment = match self.consumer.base.assignment() {
             Ok(assignment) => assignment,
@@ -224,10 +242,15 @@ impl<'a, K, V> Backpressure<'a, K, V> {
         // Held across the pause, so the application's own pause and resume
         // do not interleave with it.
         let paused_by_application = self.consumer.lock_paused_by_application();
+        // Read under the lock `Consumer::resume` bumps it under.
+        let resumes = self.consumer.application_resumes.load(Ordering::Acquire);
+        let resumed_since = std::mem::replace(&mut self.resumes_seen, resumes) != resumes;
         let mut partitions = TopicPartitionList::new();
         for element in assignment.elements() {
             let key = (element.topic().to_owned(), element.partition());
-            if !paused_by_application.contains(&key) && !self.paused.contains(&key) {
+            if !paused_by_application.contains(&key)
+                && (resumed_since || !self.paused.contains(&key))
+            {
                 partitions.add_partition(element.topic(), element.partition());
                 self.paused.insert(key);
             }
@@ -340,6 +363,7 @@ impl<K: 'static, V: 'static> Drop for DedicatedKafkaStream<K, V> {
         self.stop.store(true, Ordering::Release);
         let mut unread: Vec<Polled<K, V>> = self.current.drain(..).collect();
         if let Some(thread) = self.thread.take() {
+            thread.thread().unpark();
             match thread.join() {
                 Ok(unsent) => unread.extend(unsent),
                 Err(_) => tracing::error!("the dedicated polling thread panicked"),

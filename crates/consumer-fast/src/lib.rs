@@ -66,6 +66,7 @@ mod reason;
 mod revocation;
 mod stream;
 mod tiered;
+mod wakers;
 
 pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;

@@ -7,9 +7,10 @@ use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
-use atomic_waker::AtomicWaker;
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext};
+
+use crate::wakers::StreamWakers;
 
 /// librdkafka's default `max.poll.interval.ms`.
 const DEFAULT_MAX_POLL_INTERVAL: Duration = Duration::from_secs(300);
@@ -62,9 +63,9 @@ pub(crate) struct PollKeeper {
 }
 
 impl PollKeeper {
-    /// Starts the thread, waking `waker` every `max_poll_interval / 2`.
+    /// Starts the thread, waking every waiting reader every `max_poll_interval / 2`.
     pub(crate) fn start(
-        waker: Arc<AtomicWaker>,
+        wakers: Arc<StreamWakers>,
         max_poll_interval: Duration,
     ) -> std::io::Result<Self> {
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -82,7 +83,7 @@ impl PollKeeper {
                             .unwrap_or_else(PoisonError::into_inner);
                         stopped = guard;
                         if timeout.timed_out() {
-                            waker.wake();
+                            wakers.wake_all();
                         }
                     }
                 })?

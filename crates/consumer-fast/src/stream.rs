@@ -7,14 +7,16 @@ use std::task::{Context, Poll};
 use consumer_api::{ConsumerError, Message};
 use futures_core::Stream;
 
-use crate::consumer::{Consumer, Polled};
+use crate::consumer::{Consumer, Polled, Refill, WakerSlot};
 
-/// Both tiers: hand out buffered items, else register for librdkafka's
-/// non-empty callback and take what is ready, else wait.
+/// Both tiers: hand out buffered items, else take what is ready, else
+/// register for librdkafka's non-empty callback and wait.
 struct PolledStream<'a, K, V> {
     consumer: &'a Consumer<K, V>,
     buffer: VecDeque<Polled<K, V>>,
     batch_size: usize,
+    /// This stream's waker among the consumer's waiting readers.
+    slot: WakerSlot<'a>,
 }
 
 impl<'a, K, V> PolledStream<'a, K, V> {
@@ -24,6 +26,7 @@ impl<'a, K, V> PolledStream<'a, K, V> {
             consumer,
             buffer: VecDeque::with_capacity(batch_size),
             batch_size,
+            slot: WakerSlot::new(&consumer.wakers),
         }
     }
 
@@ -37,13 +40,31 @@ impl<'a, K, V> PolledStream<'a, K, V> {
                     return Poll::Ready(Some(item));
                 }
             }
-            // Register before looking, so a message arriving between the look
-            // and the return still wakes this task.
-            self.consumer.waker.register(cx.waker());
-            if self.consumer.refill(&mut self.buffer, self.batch_size) == 0 {
-                // Idle: let auto-commit and close see what was handed out.
-                self.consumer.store_recorded_offsets();
-                return Poll::Pending;
+            match self.consumer.refill(&mut self.buffer, self.batch_size) {
+                Refill::Took(_) => continue,
+                Refill::Crowded => {
+                    // Still events waiting: ask to be polled again rather
+                    // than hog the executor (once per 1,024 events).
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Refill::Empty | Refill::Seeking => {}
+            }
+            // Registered, then looked at again: a message (or the end of a
+            // seek) between the first look and the registration still wakes
+            // this task.
+            self.slot.register(cx.waker());
+            match self.consumer.refill(&mut self.buffer, self.batch_size) {
+                Refill::Took(_) => continue,
+                Refill::Crowded => {
+                    cx.waker().wake_by_ref();
+                    return Poll::Pending;
+                }
+                Refill::Empty | Refill::Seeking => {
+                    // Idle: let auto-commit and close see what was handed out.
+                    self.consumer.store_recorded_offsets();
+                    return Poll::Pending;
+                }
             }
         }
     }
@@ -61,8 +82,11 @@ impl<K, V> Drop for PolledStream<'_, K, V> {
 /// The Standard tier, from [`Consumer::stream`]: one message per wake-up,
 /// lowest latency.
 ///
-/// It never blocks: when librdkafka has nothing ready it returns `Pending`
-/// and is woken by librdkafka's queue non-empty callback.
+/// When librdkafka has nothing ready it returns `Pending` and is woken by
+/// librdkafka's queue non-empty callback (every waiting stream of the
+/// consumer is woken). It does not wait for messages; but a rebalance is
+/// served inside `poll_next`, and a revocation commits there synchronously
+/// (one broker round trip, at most `session.timeout.ms`).
 ///
 /// # Cancel safety
 ///

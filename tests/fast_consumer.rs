@@ -1,0 +1,152 @@
+//! What only the fast consumer offers, against each of its tiers: `seek`
+//! under a running stream, and the Dedicated tier's backpressure when the
+//! application resumes a partition.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::{consumer_config, env, take};
+use rdkafka::Offset;
+use rdkafka::consumer::Consumer as _;
+use tiered_kafka::api::{ConsumerTier, KafkaStreamConsumer, MessageStream, StringSerde};
+use tiered_kafka::fast::TieredConsumer;
+
+const PATIENCE: Duration = Duration::from_secs(60);
+
+macro_rules! fast_tier_tests {
+    ($($body:ident),* $(,)?) => {
+        mod standard {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body(tiered_kafka::api::ConsumerTier::Standard).await
+            })*
+        }
+        mod buffered {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body(tiered_kafka::api::ConsumerTier::Buffered { batch_size: 32 }).await
+            })*
+        }
+        mod dedicated {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $body() {
+                super::$body(tiered_kafka::api::ConsumerTier::Dedicated).await
+            })*
+        }
+    };
+}
+
+fast_tier_tests!(a_seek_is_never_overtaken_by_an_earlier_poll, tier_is_the_tier_read);
+
+/// 200 seeks back to offset 0 while the stream (for Dedicated: its polling
+/// thread) keeps reading a backlog: after each `seek` returns, the next
+/// message is offset 0, never one polled before the seek.
+async fn a_seek_is_never_overtaken_by_an_earlier_poll(tier: ConsumerTier) {
+    const SEEKS: usize = 200;
+    let env = env();
+    let topic = env.unique_topic("seek-race");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 2_000).expect("produce");
+    let mut config = consumer_config(&env, &env.unique_group("seek-race"));
+    // The backlog is fetched at once; after that each seek waits for the
+    // fetch in flight at the end of the log, which the broker holds for up
+    // to fetch.wait.max.ms (500 ms by default).
+    config.fetch_wait_max_ms = Some(10);
+    let consumer = TieredConsumer::with_config(
+        config,
+        tier,
+        Box::new(StringSerde),
+        Box::new(StringSerde),
+    )
+    .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut stream = consumer.stream();
+    take(&mut stream, 1, PATIENCE).await;
+    let mut wrong = Vec::new();
+    for seek in 0..SEEKS {
+        // Read a varying amount, so the seek lands at different points of
+        // the polling thread's batch and of the channel.
+        take(&mut stream, 1 + seek % 37, PATIENCE).await;
+        consumer
+            .consumer()
+            .seek(&topic, 0, Offset::Offset(0), Duration::from_secs(10))
+            .expect("seek");
+        let next = take(&mut stream, 1, PATIENCE).await;
+        if next[0].offset != 0 {
+            wrong.push((seek, next[0].offset));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{tier:?}: after {} of {SEEKS} seeks to 0 the next message was another \
+         (seek number, offset): {wrong:?}",
+        wrong.len()
+    );
+}
+
+/// A consumer behind the trait reports the tier its `stream()` reads.
+async fn tier_is_the_tier_read(tier: ConsumerTier) {
+    let env = env();
+    let consumer = TieredConsumer::with_config(
+        consumer_config(&env, &env.unique_group("tier")),
+        tier,
+        Box::new(StringSerde),
+        Box::new(StringSerde),
+    )
+    .expect("consumer");
+    let boxed: Box<dyn KafkaStreamConsumer<String, String>> = Box::new(consumer);
+    assert_eq!(boxed.tier(), Some(tier));
+}
+
+/// The Dedicated tier's backpressure pauses the partitions of a slow
+/// application. If the application resumes one of them meanwhile, it is
+/// paused again: otherwise each wait slice polls one more message into
+/// memory for as long as the application stays slow.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn backpressure_pauses_again_a_partition_the_application_resumed() {
+    let env = env();
+    let topic = env.unique_topic("repause");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 6_000).expect("produce");
+    let consumer = TieredConsumer::with_config(
+        consumer_config(&env, &env.unique_group("repause")),
+        ConsumerTier::Dedicated,
+        Box::new(StringSerde),
+        Box::new(StringSerde),
+    )
+    .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let fast = Arc::clone(consumer.consumer());
+    let mut stream: MessageStream<'_, String, String> =
+        Box::pin(fast.dedicated_stream().expect("dedicated stream"));
+    take(&mut stream, 1, PATIENCE).await;
+    // Slow: the channel fills, and after a second of waiting for room the
+    // polling thread pauses the partition.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let assignment = fast.assignment().expect("assignment");
+    fast.resume(&assignment).expect("resume");
+    let position = || {
+        fast.base()
+            .position()
+            .ok()
+            .and_then(|p| p.find_partition(&topic, 0).and_then(|e| e.offset().to_raw()))
+            .unwrap_or(-1)
+    };
+    let before = position();
+    // Still slow, but taking a message now and then (so the thread keeps
+    // polling for it instead of leaving it to librdkafka's liveness check).
+    for _ in 0..6 {
+        take(&mut stream, 1, PATIENCE).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let after = position();
+    println!("polled ahead while the application was slow: {before} -> {after}");
+    assert!(
+        after - before < 20,
+        "the polling thread went on polling a partition it had paused: \
+         position {before} -> {after} in 3 s"
+    );
+    drop(stream);
+}
