@@ -86,7 +86,8 @@ async fn a_seek_is_never_overtaken_by_an_earlier_poll(tier: ConsumerTier) {
     );
 }
 
-/// A consumer behind the trait reports the tier its `stream()` reads.
+/// The bare `Consumer` behind the trait reports the tier of the stream it
+/// reads, and `TieredConsumer` the tier it was made with.
 async fn tier_is_the_tier_read(tier: ConsumerTier) {
     let env = env();
     let consumer = TieredConsumer::with_config(
@@ -96,6 +97,14 @@ async fn tier_is_the_tier_read(tier: ConsumerTier) {
         Box::new(StringSerde),
     )
     .expect("consumer");
+    let fast = Arc::clone(consumer.consumer());
+    let stream: MessageStream<'_, String, String> = match tier {
+        ConsumerTier::Standard => Box::pin(fast.stream()),
+        ConsumerTier::Buffered { batch_size } => Box::pin(fast.buffered_stream(batch_size)),
+        ConsumerTier::Dedicated => Box::pin(fast.dedicated_stream().expect("dedicated stream")),
+    };
+    assert_eq!(KafkaStreamConsumer::tier(&*fast), Some(tier));
+    drop(stream);
     let boxed: Box<dyn KafkaStreamConsumer<String, String>> = Box::new(consumer);
     assert_eq!(boxed.tier(), Some(tier));
 }
