@@ -1,5 +1,5 @@
 //! The fast consumer (rdkafka's `BaseConsumer`) in the Standard tier: one
-//! message per wake-up, lowest latency. `consumer-fast` alone, no factory.
+//! message per wake-up, lowest latency. The fast `Consumer` built directly, no factory.
 //!
 //! `cargo run --example standard` (embedded mock broker), or with
 //! `KAFKA_BROKERS=host:port` for your own.

@@ -38,7 +38,10 @@ macro_rules! fast_tier_tests {
     };
 }
 
-fast_tier_tests!(a_seek_is_never_overtaken_by_an_earlier_poll, tier_is_the_tier_read);
+fast_tier_tests!(
+    a_seek_is_never_overtaken_by_an_earlier_poll,
+    tier_is_the_tier_read
+);
 
 /// 200 seeks back to offset 0 while the stream (for Dedicated: its polling
 /// thread) keeps reading a backlog: after each `seek` returns, the next
@@ -54,13 +57,9 @@ async fn a_seek_is_never_overtaken_by_an_earlier_poll(tier: ConsumerTier) {
     // fetch in flight at the end of the log, which the broker holds for up
     // to fetch.wait.max.ms (500 ms by default).
     config.fetch_wait_max_ms = Some(10);
-    let consumer = TieredConsumer::with_config(
-        config,
-        tier,
-        Box::new(StringSerde),
-        Box::new(StringSerde),
-    )
-    .expect("consumer");
+    let consumer =
+        TieredConsumer::with_config(config, tier, Box::new(StringSerde), Box::new(StringSerde))
+            .expect("consumer");
     consumer.subscribe(&[&topic]).expect("subscribe");
     let mut stream = consumer.stream();
     take(&mut stream, 1, PATIENCE).await;
@@ -140,7 +139,10 @@ async fn backpressure_pauses_again_a_partition_the_application_resumed() {
         fast.base()
             .position()
             .ok()
-            .and_then(|p| p.find_partition(&topic, 0).and_then(|e| e.offset().to_raw()))
+            .and_then(|p| {
+                p.find_partition(&topic, 0)
+                    .and_then(|e| e.offset().to_raw())
+            })
             .unwrap_or(-1)
     };
     let before = position();

@@ -800,7 +800,10 @@ async fn a_bad_record_between_two_good_ones<V: Send + std::fmt::Debug + 'static>
     drop(stream);
     let mut stream = consumer.stream();
     let c = take(&mut stream, 1, PATIENCE).await;
-    assert_eq!(c[0].offset, 2, "{implementation:?}: the next stream starts at c");
+    assert_eq!(
+        c[0].offset, 2,
+        "{implementation:?}: the next stream starts at c"
+    );
 }
 
 /// Header keys are bytes on the wire: a key that is not UTF-8 (which other
@@ -830,7 +833,11 @@ impl Serde<String> for PanicsOnce {
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<String, tiered_kafka::api::SerdeError> {
-        if bytes == b"boom" && !self.panicked.swap(true, std::sync::atomic::Ordering::SeqCst) {
+        if bytes == b"boom"
+            && !self
+                .panicked
+                .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
             panic!("a bug in the application's serde");
         }
         StringSerde.deserialize(bytes)

@@ -89,7 +89,12 @@ fn read_back(env: &KafkaTestEnv, topic: &str, count: usize) -> BTreeMap<(i32, i6
             .map(|headers| {
                 headers
                     .iter()
-                    .map(|header| (header.key.as_bytes().to_vec(), header.value.map(<[u8]>::to_vec)))
+                    .map(|header| {
+                        (
+                            header.key.as_bytes().to_vec(),
+                            header.value.map(<[u8]>::to_vec),
+                        )
+                    })
                     .collect()
             })
             .unwrap_or_default();

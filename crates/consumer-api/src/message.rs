@@ -87,19 +87,16 @@ impl<K, V> Message<K, V> {
             None => None,
         };
         let value = match record.payload() {
-            Some(bytes) => Some(deserialize_contained(value_serde, bytes).map_err(|source| {
-                deserialize_error(record, PayloadPart::Value, bytes, source)
-            })?),
+            Some(bytes) => {
+                Some(deserialize_contained(value_serde, bytes).map_err(|source| {
+                    deserialize_error(record, PayloadPart::Value, bytes, source)
+                })?)
+            }
             None => None,
         };
         let headers = match record.headers() {
             Some(headers) => Headers::from_raw(headers).map_err(|(key, source)| {
-                deserialize_error(
-                    record,
-                    PayloadPart::HeaderKey,
-                    key,
-                    SerdeError::new(source),
-                )
+                deserialize_error(record, PayloadPart::HeaderKey, key, SerdeError::new(source))
             })?,
             None => Headers::new(),
         };
@@ -473,7 +470,10 @@ mod tests {
                 1,
             )
         };
-        assert_eq!(error, rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR);
+        assert_eq!(
+            error,
+            rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR
+        );
         headers
     }
 
@@ -506,7 +506,10 @@ mod tests {
         );
         match error {
             ConsumerError::Deserialize { part, raw, .. } => {
-                assert_eq!((part, raw.as_slice()), (PayloadPart::HeaderKey, &b"\xff\xfe"[..]));
+                assert_eq!(
+                    (part, raw.as_slice()),
+                    (PayloadPart::HeaderKey, &b"\xff\xfe"[..])
+                );
             }
             other => panic!("unexpected {other:?}"),
         }
@@ -533,7 +536,10 @@ mod tests {
         )
         .expect_err("the serde panicked");
         let text = error.to_string();
-        assert!(text.contains("value of the record at orders/3@99"), "{text}");
+        assert!(
+            text.contains("value of the record at orders/3@99"),
+            "{text}"
+        );
         assert!(text.contains("the serde panicked: codec bug"), "{text}");
     }
 

@@ -58,8 +58,9 @@ impl<K, V> Polled<K, V> {
 /// [`commit`](Self::commit) commits exactly those, never a buffered message.
 ///
 /// Read through one stream (or `poll_blocking` / `try_poll`) at a time: two
-/// readers share the messages between them (each waiting reader is woken
-/// when messages arrive), and only one Dedicated stream may be open.
+/// readers share the messages between them (every waiting reader is woken
+/// when messages arrive), so neither sees a partition in full; only one
+/// Dedicated stream may be open.
 ///
 /// # Examples
 ///
@@ -412,7 +413,10 @@ impl<K, V> Consumer<K, V> {
 
     /// Records which tier is being read, for [`KafkaStreamConsumer::tier`].
     pub(crate) fn set_read_tier(&self, tier: ConsumerTier) {
-        *self.read_tier.lock().unwrap_or_else(PoisonError::into_inner) = tier;
+        *self
+            .read_tier
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner) = tier;
     }
 
     /// The partitions assigned to this consumer.
@@ -447,7 +451,10 @@ impl<K, V> Consumer<K, V> {
             // Exclusive: no reader is between reading the generation and
             // returning from its poll, so whatever it polled before now is
             // stale and whatever it polls after is from the new position.
-            let _seeking = self.poll_lock.write().unwrap_or_else(PoisonError::into_inner);
+            let _seeking = self
+                .poll_lock
+                .write()
+                .unwrap_or_else(PoisonError::into_inner);
             self.book.invalidate([(topic, partition)]);
             self.base.seek(topic, partition, offset, timeout)
         };
@@ -544,7 +551,9 @@ impl<K, V> Consumer<K, V> {
     /// its own (the Dedicated thread, `poll_blocking`), which may wait for a
     /// seek to finish.
     pub(crate) fn read_poll_lock(&self) -> RwLockReadGuard<'_, ()> {
-        self.poll_lock.read().unwrap_or_else(PoisonError::into_inner)
+        self.poll_lock
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes up to `max` ready items from librdkafka into `into` without
@@ -617,7 +626,10 @@ impl<K, V> Consumer<K, V> {
     /// seek, it makes what other readers polled of those partitions stale:
     /// they read it again from the rewound position.
     pub(crate) fn rewind(&self, unread: impl IntoIterator<Item = Polled<K, V>>) {
-        let _seeking = self.poll_lock.write().unwrap_or_else(PoisonError::into_inner);
+        let _seeking = self
+            .poll_lock
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
         let current = self.book.generation();
         let targets = first_offsets(unread.into_iter().filter_map(|polled| {
             let (topic, partition, offset) = polled.coordinates()?;
@@ -732,7 +744,12 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
     /// The tier of the stream opened last on this consumer (Standard, which
     /// [`stream`](KafkaStreamConsumer::stream) opens, before any).
     fn tier(&self) -> Option<ConsumerTier> {
-        Some(*self.read_tier.lock().unwrap_or_else(PoisonError::into_inner))
+        Some(
+            *self
+                .read_tier
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner),
+        )
     }
 }
 

@@ -14,7 +14,10 @@
 //! Whatever the tier:
 //!
 //! - **No busy waiting.** Streams are woken by librdkafka's queue non-empty
-//!   callback; `poll_next` never blocks and never wakes itself in a loop.
+//!   callback (every waiting stream of the consumer); `poll_next` never
+//!   waits for messages and never wakes itself in a loop. It does block
+//!   while it serves a revocation (Standard and Buffered): the revoked
+//!   partitions are committed there, for up to `session.timeout.ms`.
 //! - **At-least-once.** An offset is recorded only when its message is handed
 //!   to the application; [`Consumer::commit`] commits exactly those. On
 //!   revocation they are committed before the partition goes, and messages

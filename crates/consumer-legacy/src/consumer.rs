@@ -300,7 +300,8 @@ where
     /// [`LegacyStream`] for cancel safety and threading.
     ///
     /// Read through one stream at a time: two streams share the messages
-    /// between them.
+    /// between them (every waiting one is woken), so neither sees a
+    /// partition in full.
     ///
     /// # Examples
     ///
