@@ -20,14 +20,18 @@ use tiered_kafka::fast::TieredConsumer;
 
 /// The broker `KAFKA_TEST_BROKER` names (the embedded mock by default).
 pub fn env() -> KafkaTestEnv {
-    // Logs (ours and librdkafka's) go to the test output when RUST_LOG asks.
+    init_logging();
+    let env = KafkaTestEnv::from_env().unwrap_or_else(|error| panic!("no test broker: {error}"));
+    println!("broker: {}", env.kind());
+    env
+}
+
+/// Logs (ours and librdkafka's) go to the test output when RUST_LOG asks.
+pub fn init_logging() {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()
         .try_init();
-    let env = KafkaTestEnv::from_env().unwrap_or_else(|error| panic!("no test broker: {error}"));
-    println!("broker: {}", env.kind());
-    env
 }
 
 /// Every consumer implementation the contract applies to.

@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, PoisonError, RwLock, RwLockReadGuard, TryLockError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use consumer_api::{
@@ -14,6 +14,7 @@ use rdkafka::util::Timeout;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::context::FastContext;
+use crate::gate::PollGate;
 use crate::liveness::{PollKeeper, auto_commit, max_poll_interval};
 use crate::offsets::{Delivery, OffsetBook};
 use crate::queue::QueueHandle;
@@ -94,11 +95,8 @@ pub struct Consumer<K, V> {
     /// Every reader waiting for librdkafka's queue, woken by its non-empty
     /// callback.
     pub(crate) wakers: Arc<StreamWakers>,
-    /// Makes "polled before this seek" decidable: readers hold it shared
-    /// from reading the book's generation until their poll returns, and a
-    /// seek holds it exclusively while it invalidates the partition and
-    /// moves librdkafka (whose version barrier then drops older fetches).
-    pub(crate) poll_lock: RwLock<()>,
+    /// Makes "polled before this seek" decidable.
+    pub(crate) gate: PollGate,
     pub(crate) book: Arc<OffsetBook>,
     key_serde: Box<dyn Serde<K>>,
     value_serde: Box<dyn Serde<V>>,
@@ -174,7 +172,7 @@ impl<K, V> Consumer<K, V> {
             queue,
             base,
             wakers,
-            poll_lock: RwLock::new(()),
+            gate: PollGate::default(),
             book,
             key_serde,
             value_serde,
@@ -340,7 +338,7 @@ impl<K, V> Consumer<K, V> {
         let mut ready = VecDeque::with_capacity(1);
         loop {
             {
-                let _polling = self.read_poll_lock();
+                let _polling = self.gate.read();
                 self.refill_locked(&mut ready, 1);
             }
             while let Some(polled) = ready.pop_front() {
@@ -451,10 +449,7 @@ impl<K, V> Consumer<K, V> {
             // Exclusive: no reader is between reading the generation and
             // returning from its poll, so whatever it polled before now is
             // stale and whatever it polls after is from the new position.
-            let _seeking = self
-                .poll_lock
-                .write()
-                .unwrap_or_else(PoisonError::into_inner);
+            let _seeking = self.gate.seek();
             self.book.invalidate([(topic, partition)]);
             self.base.seek(topic, partition, offset, timeout)
         };
@@ -547,28 +542,17 @@ impl<K, V> Consumer<K, V> {
         self.queue.len()
     }
 
-    /// The shared side of [`poll_lock`](Self::poll_lock), for a thread of
-    /// its own (the Dedicated thread, `poll_blocking`), which may wait for a
-    /// seek to finish.
-    pub(crate) fn read_poll_lock(&self) -> RwLockReadGuard<'_, ()> {
-        self.poll_lock
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
     /// Takes up to `max` ready items from librdkafka into `into` without
     /// waiting, on an executor thread: a seek in progress is
     /// [`Refill::Seeking`], not a wait.
     pub(crate) fn refill(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> Refill {
-        let _polling = match self.poll_lock.try_read() {
-            Ok(guard) => guard,
-            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
-            Err(TryLockError::WouldBlock) => return Refill::Seeking,
+        let Some(_polling) = self.gate.try_read() else {
+            return Refill::Seeking;
         };
         self.refill_locked(into, max)
     }
 
-    /// [`refill`](Self::refill) for a caller holding the shared poll lock.
+    /// [`refill`](Self::refill) for a caller that passed the gate.
     pub(crate) fn refill_locked(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> Refill {
         let mut taken = 0;
         let mut events = 0;
@@ -626,10 +610,7 @@ impl<K, V> Consumer<K, V> {
     /// seek, it makes what other readers polled of those partitions stale:
     /// they read it again from the rewound position.
     pub(crate) fn rewind(&self, unread: impl IntoIterator<Item = Polled<K, V>>) {
-        let _seeking = self
-            .poll_lock
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
+        let _seeking = self.gate.seek();
         let current = self.book.generation();
         let targets = first_offsets(unread.into_iter().filter_map(|polled| {
             let (topic, partition, offset) = polled.coordinates()?;
@@ -663,7 +644,7 @@ pub(crate) enum Refill {
     Took(usize),
     /// librdkafka's queue is empty.
     Empty,
-    /// A seek holds the poll lock; it wakes the waiting readers when done.
+    /// A seek holds the gate; it wakes the waiting readers when done.
     Seeking,
     /// Served many events without finding a message or an empty queue.
     Crowded,
@@ -781,6 +762,34 @@ mod tests {
                 .all(|e| matches!(e.offset(), Offset::Offset(_))),
             "no element left at OFFSET_INVALID: {list:?}"
         );
+    }
+
+    proptest::proptest! {
+        /// Whatever the order of the unread records (the Dedicated stream
+        /// hands them over as current, then the thread's batch, then the
+        /// channel's), the rewind lists each partition once, at its lowest
+        /// offset.
+        #[test]
+        fn rewinding_lists_each_partition_once_at_its_lowest_offset(
+            records in proptest::collection::vec((0..2usize, 0..4i32, 0..10_000i64), 0..60)
+        ) {
+            let topics = ["a", "b"];
+            let list = first_offsets(
+                records.iter().map(|(t, p, o)| (topics[*t].to_owned(), *p, *o)),
+            );
+            let mut lowest = BTreeMap::new();
+            for (t, p, o) in &records {
+                let entry = lowest.entry((topics[*t], *p)).or_insert(*o);
+                *entry = (*entry).min(*o);
+            }
+            proptest::prop_assert_eq!(list.count(), lowest.len());
+            for ((topic, partition), offset) in lowest {
+                proptest::prop_assert_eq!(
+                    list.find_partition(topic, partition).map(|e| e.offset()),
+                    Some(Offset::Offset(offset))
+                );
+            }
+        }
     }
 
     /// The trap `first_offsets` avoids, as rdkafka 0.39 behaves: adding a

@@ -125,7 +125,7 @@ impl<K, V> Poller<K, V> {
             while !self.stop.load(Ordering::Acquire) {
                 {
                     // This thread may wait here for a seek to finish.
-                    let _polling = self.consumer.read_poll_lock();
+                    let _polling = self.consumer.gate.read();
                     self.consumer.refill_locked(&mut pending, BATCH);
                 }
                 if pending.is_empty() {
@@ -198,7 +198,7 @@ impl<K, V> Poller<K, V> {
             // Pause whatever is assigned and not paused yet: on the first
             // slice, and after a rebalance assigned more.
             backpressure.pause_assigned();
-            let _polling = self.consumer.read_poll_lock();
+            let _polling = self.consumer.gate.read();
             let generation = self.consumer.book.generation();
             if let Some(result) = self.consumer.base.poll(Duration::ZERO) {
                 // From a partition assigned since the last pause: keep it in

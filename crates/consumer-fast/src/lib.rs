@@ -62,12 +62,14 @@
 mod consumer;
 mod context;
 mod dedicated;
+mod gate;
 mod liveness;
 mod offsets;
 mod queue;
 mod reason;
 mod revocation;
 mod stream;
+mod sync;
 mod tiered;
 mod wakers;
 

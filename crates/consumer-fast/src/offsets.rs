@@ -5,10 +5,11 @@
 //! application, so a commit built from it never covers a message still in a
 //! buffer.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::PoisonError;
 
 use rdkafka::{Offset, TopicPartitionList};
+
+use crate::sync::{AtomicU64, Mutex, MutexGuard, Ordering};
 
 /// The offset book: the next offset to commit per partition, for the messages
 /// the application has been handed, and a generation counter that tells
@@ -321,5 +322,103 @@ mod tests {
             1,
             "snapshot always lists every position"
         );
+    }
+}
+
+/// The generation protocol against a plain model, over random sequences of
+/// polls, hand-outs, seeks and revocations: a polled record may be handed
+/// out (and is recorded) exactly when its partition was neither sought nor
+/// revoked since it was polled, and the book's positions are the model's.
+#[cfg(test)]
+mod properties {
+    use std::collections::{BTreeMap, VecDeque};
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Poll(i32),
+        /// Hands out the oldest polled record of this partition, if any.
+        HandOut(i32),
+        Seek(i32),
+        Revoke(i32),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            4 => (0..3).prop_map(Op::Poll),
+            4 => (0..3).prop_map(Op::HandOut),
+            1 => (0..3).prop_map(Op::Seek),
+            1 => (0..3).prop_map(Op::Revoke),
+        ]
+    }
+
+    /// A polled record: its offset, the book's generation at the poll, and
+    /// the step at which it was polled.
+    struct Polled {
+        offset: i64,
+        generation: u64,
+        step: usize,
+    }
+
+    proptest! {
+        #[test]
+        fn the_book_keeps_the_protocol(ops in proptest::collection::vec(op(), 1..80)) {
+            let book = OffsetBook::new();
+            let mut next_offset: BTreeMap<i32, i64> = BTreeMap::new();
+            let mut polled: BTreeMap<i32, VecDeque<Polled>> = BTreeMap::new();
+            // The model: the step of each partition's last seek or
+            // revocation, and the recorded positions.
+            let mut invalidated_at: BTreeMap<i32, usize> = BTreeMap::new();
+            let mut positions: BTreeMap<i32, i64> = BTreeMap::new();
+            for (step, op) in ops.into_iter().enumerate() {
+                match op {
+                    Op::Poll(p) => {
+                        let offset = next_offset.entry(p).or_insert(0);
+                        polled.entry(p).or_default().push_back(Polled {
+                            offset: *offset,
+                            generation: book.generation(),
+                            step,
+                        });
+                        *offset += 1;
+                    }
+                    Op::HandOut(p) => {
+                        let Some(record) = polled.entry(p).or_default().pop_front() else {
+                            continue;
+                        };
+                        let stale = invalidated_at.get(&p).is_some_and(|at| *at > record.step);
+                        let delivery = book.deliver(record.generation, "t", p, record.offset);
+                        prop_assert_eq!(
+                            delivery,
+                            if stale { Delivery::Stale } else { Delivery::Deliver },
+                            "partition {} offset {}", p, record.offset
+                        );
+                        if !stale {
+                            positions.insert(p, record.offset + 1);
+                        }
+                    }
+                    Op::Seek(p) => {
+                        book.invalidate([("t", p)]);
+                        invalidated_at.insert(p, step);
+                    }
+                    Op::Revoke(p) => {
+                        let forgotten = book.revoke([("t", p)]);
+                        invalidated_at.insert(p, step);
+                        let expected = positions.remove(&p);
+                        prop_assert_eq!(
+                            forgotten.find_partition("t", p).and_then(|e| e.offset().to_raw()),
+                            expected
+                        );
+                        prop_assert_eq!(forgotten.count(), usize::from(expected.is_some()));
+                    }
+                }
+                for p in 0..3 {
+                    prop_assert_eq!(book.position("t", p), positions.get(&p).copied());
+                }
+                prop_assert_eq!(book.snapshot().count(), positions.len());
+            }
+        }
     }
 }

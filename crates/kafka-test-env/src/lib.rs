@@ -228,6 +228,30 @@ impl KafkaTestEnv {
         Ok(Self::with_backend(kind, Backend::Mock(broker)))
     }
 
+    /// Makes the mock cluster fail the next `errors.len()` requests of `api`,
+    /// in order, with these errors (librdkafka's per-request fault
+    /// injection), e.g. `OffsetCommit` during a revocation.
+    ///
+    /// # Errors
+    ///
+    /// [`TestEnvError::Unsupported`] for any broker but the mock cluster.
+    pub fn fail_requests(
+        &self,
+        api: rdkafka::types::RDKafkaApiKey,
+        errors: &[rdkafka::types::RDKafkaRespErr],
+    ) -> Result<(), TestEnvError> {
+        match &self.backend {
+            Backend::Mock(mock) => {
+                mock.fail_requests(api, errors);
+                Ok(())
+            }
+            _ => Err(TestEnvError::Unsupported {
+                operation: "fail_requests",
+                broker: self.kind.to_string(),
+            }),
+        }
+    }
+
     /// The Apache Kafka started by `cargo xtask kafka start`.
     ///
     /// # Errors

@@ -141,6 +141,25 @@ impl MockBroker {
 impl MockBroker {
     /// Takes the cluster's broker down (closing and refusing connections) or
     /// brings it back.
+    /// Makes the next `errors.len()` requests of `api` fail, in order, with
+    /// these errors.
+    pub(crate) fn fail_requests(
+        &self,
+        api: rdkafka::types::RDKafkaApiKey,
+        errors: &[RDKafkaRespErr],
+    ) {
+        // SAFETY: the cluster is alive for `&self`; librdkafka copies the
+        // array under the cluster's lock.
+        unsafe {
+            rdsys::rd_kafka_mock_push_request_errors_array(
+                self.cluster.as_ptr(),
+                api as i16,
+                errors.len(),
+                errors.as_ptr(),
+            );
+        }
+    }
+
     pub(crate) fn set_up(&self, up: bool) {
         // SAFETY: live cluster; broker 1 exists (the cluster has at least
         // one broker, numbered from 1); the call is a request to the mock
