@@ -28,9 +28,22 @@ pub(crate) fn auto_commit<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> boo
     configured(consumer, c"enable.auto.commit").is_none_or(|value| value != "false")
 }
 
+/// Whether the consumer rebalances with the cooperative protocol: its
+/// `partition.assignment.strategy` is `cooperative-sticky` (librdkafka
+/// refuses to mix cooperative and eager assignors).
+///
+/// Read from the configuration, not with `rd_kafka_rebalance_protocol`: that
+/// asks the group thread and can wait forever when called from the rebalance
+/// callback of a closing consumer (librdkafka #4041; seen here as a Dedicated
+/// consumer's drop that never returned in `reliability_group_churn`).
+pub(crate) fn cooperative<C: ConsumerContext>(consumer: &BaseConsumer<C>) -> bool {
+    configured(consumer, c"partition.assignment.strategy")
+        .is_some_and(|strategy| strategy.contains("cooperative-sticky"))
+}
+
 /// A property of the consumer's configuration, as librdkafka holds it.
 fn configured<C: ConsumerContext>(consumer: &BaseConsumer<C>, name: &CStr) -> Option<String> {
-    let mut value = [0 as c_char; 64];
+    let mut value = [0 as c_char; 256];
     let mut size = value.len();
     // SAFETY: the client pointer is valid while `consumer` lives, and
     // `rd_kafka_conf` returns the client's own configuration, which lives as
@@ -105,5 +118,34 @@ impl Drop for PollKeeper {
         {
             tracing::error!("the poll keeper thread panicked");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::ClientConfig;
+    use rdkafka::consumer::DefaultConsumerContext;
+
+    use super::*;
+
+    fn consumer(strategy: Option<&str>) -> BaseConsumer<DefaultConsumerContext> {
+        let mut config = ClientConfig::new();
+        config
+            .set("bootstrap.servers", "127.0.0.1:1")
+            .set("group.id", "protocol");
+        if let Some(strategy) = strategy {
+            config.set("partition.assignment.strategy", strategy);
+        }
+        config.create().expect("a consumer (nothing is contacted)")
+    }
+
+    #[test]
+    fn the_rebalance_protocol_follows_the_configured_assignor() {
+        assert!(
+            !cooperative(&consumer(None)),
+            "librdkafka's default: range,roundrobin"
+        );
+        assert!(!cooperative(&consumer(Some("roundrobin"))));
+        assert!(cooperative(&consumer(Some("cooperative-sticky"))));
     }
 }

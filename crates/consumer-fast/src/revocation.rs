@@ -6,9 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::consumer::{
-    BaseConsumer, Consumer as _, ConsumerContext, Rebalance, RebalanceProtocol,
-};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -167,10 +165,7 @@ impl RevocationPolicy {
         if panic.is_none() {
             panic = catch_unwind(AssertUnwindSafe(|| before(&rebalance))).err();
         }
-        let cooperative = matches!(
-            consumer.rebalance_protocol(),
-            RebalanceProtocol::Cooperative
-        );
+        let cooperative = crate::liveness::cooperative(consumer);
         let applied = match (&rebalance, cooperative) {
             (Rebalance::Assign(assigned), true) => consumer.incremental_assign(assigned),
             (Rebalance::Assign(assigned), false) => consumer.assign(assigned),
