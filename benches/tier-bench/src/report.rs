@@ -19,6 +19,9 @@ use crate::plan::{Case, DRAIN_PROPERTIES, Scenario, Sizes};
 pub(crate) struct Meta {
     /// When the run started (UTC).
     pub(crate) date_utc: String,
+    /// The commit measured (`git describe --always --dirty`), so that a
+    /// regression can be traced to its change; `None` outside a git work tree.
+    pub(crate) commit: Option<String>,
     /// The broker, as a sentence.
     pub(crate) broker: String,
     /// Whether it is librdkafka's mock cluster.
@@ -63,6 +66,7 @@ impl Meta {
     ) -> Meta {
         Meta {
             date_utc: utc_now(),
+            commit: crate::sys::git_commit(),
             broker: broker.to_owned(),
             mock,
             librdkafka: rdkafka::util::get_rdkafka_version().1,
@@ -94,6 +98,13 @@ impl Meta {
     pub(crate) fn header(&self) -> String {
         let mut text = String::new();
         let _ = writeln!(text, "tier-bench {}", self.date_utc);
+        let _ = writeln!(
+            text,
+            "  commit:      {}",
+            self.commit
+                .as_deref()
+                .unwrap_or("unknown (not a git work tree)")
+        );
         let _ = writeln!(text, "  broker:      {}", self.broker);
         let _ = writeln!(text, "  librdkafka:  {} (rdkafka 0.39)", self.librdkafka);
         let _ = writeln!(
