@@ -61,6 +61,21 @@ pub(crate) fn cpu_model() -> Option<String> {
     Some(line.split_once(':')?.1.trim().to_owned())
 }
 
+/// The workspace's commit, `git describe --always --dirty` (a `-dirty`
+/// suffix when the work tree has changes); `None` without git or a work tree.
+pub(crate) fn git_commit() -> Option<String> {
+    let output = std::process::Command::new("git")
+        .args(["describe", "--always", "--dirty", "--abbrev=12"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    if !output.status.success() {
+        return None;
+    }
+    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
+    (!commit.is_empty()).then_some(commit)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -78,19 +93,4 @@ mod tests {
         assert!(peak_rss_kib() > 0);
         assert!(cores() >= 1);
     }
-}
-
-/// The workspace's commit, `git describe --always --dirty` (a `-dirty`
-/// suffix when the work tree has changes); `None` without git or a work tree.
-pub(crate) fn git_commit() -> Option<String> {
-    let output = std::process::Command::new("git")
-        .args(["describe", "--always", "--dirty", "--abbrev=12"])
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .output()
-        .ok()?;
-    if !output.status.success() {
-        return None;
-    }
-    let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
-    (!commit.is_empty()).then_some(commit)
 }
