@@ -110,12 +110,25 @@ impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for JsonSerde {
     }
 
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
-        let mut document = serde_json::Deserializer::from_slice(bytes);
-        let value = serde_path_to_error::deserialize(&mut document).map_err(json_error)?;
+        // The common case pays for plain serde_json only: tracking the path
+        // costs on every field, so it runs again only to name the field of
+        // a failure.
+        serde_json::from_slice(bytes).map_err(|_| json_error_with_path::<T>(bytes))
+    }
+}
+
+/// Decodes `bytes` again, tracking the path, for the error that names the
+/// field at fault.
+fn json_error_with_path<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> SerdeError {
+    let mut document = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut document) {
+        Err(error) => json_error(error),
         // Trailing characters after the value are an error, as with
         // `serde_json::from_slice`.
-        document.end().map_err(SerdeError::new)?;
-        Ok(value)
+        Ok(_) => match document.end() {
+            Err(error) => SerdeError::new(error),
+            Ok(()) => SerdeError::msg("invalid JSON"),
+        },
     }
 }
 
