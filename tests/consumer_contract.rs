@@ -26,6 +26,7 @@ contract_tests!(
     auto_commit_keeps_up_with_a_busy_stream,
     dropping_a_stream_with_a_backlog_skips_nothing,
     every_waiting_stream_is_woken,
+    headers_are_read_unless_configured_not_to,
 );
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -616,4 +617,51 @@ async fn every_waiting_stream_is_woken(implementation: Implementation) {
         .expect("a message")
         .expect("not an error");
     assert_eq!(message.offset, 0);
+}
+
+/// `read_headers: false` leaves every message's headers empty (and does not
+/// look at header keys, so a key that is not UTF-8 is no error then); by
+/// default they are read.
+async fn headers_are_read_unless_configured_not_to(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("no-headers");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce(
+        &topic,
+        [
+            TestRecord::new("a", "a").header("trace", "t-1"),
+            TestRecord::new("b", "b").header(b"\xff".to_vec(), "x"),
+            TestRecord::new("c", "c"),
+        ],
+    )
+    .expect("produce");
+
+    let mut config = consumer_config(&env, &env.unique_group("no-headers"));
+    config.read_headers = Some(false);
+    let consumer = build(implementation, config, StringSerde, StringSerde);
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut stream = consumer.stream();
+    let messages = take(&mut stream, 3, PATIENCE).await;
+    assert!(
+        messages.iter().all(|m| m.headers.is_empty()),
+        "{implementation:?}: read_headers false, yet headers: {messages:?}"
+    );
+    drop(stream);
+    drop(consumer);
+
+    let consumer = subscribed(
+        implementation,
+        &env,
+        &env.unique_group("with-headers"),
+        &topic,
+        StringSerde,
+        StringSerde,
+    );
+    let mut stream = consumer.stream();
+    let first = take(&mut stream, 1, PATIENCE).await;
+    assert_eq!(
+        first[0].headers.get("trace").and_then(|h| h.value()),
+        Some(&b"t-1"[..]),
+        "{implementation:?}: headers are read by default"
+    );
 }

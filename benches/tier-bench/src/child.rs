@@ -241,6 +241,13 @@ where
             })
             .await
         }
+        Contender::StandardNoHeaders => {
+            let consumer = fast(config, value_serde)?.reading_headers(false);
+            execute(&rd(consumer.base()), task, &mut job, || {
+                Ok(StreamDriver(consumer.stream()))
+            })
+            .await
+        }
         Contender::Buffered(batch_size) => {
             let consumer = fast(config, value_serde)?;
             execute(&rd(consumer.base()), task, &mut job, || {

@@ -18,8 +18,9 @@ usage: tier-bench [--quick] [--brokers HOST:PORT [--broker-name TEXT]] [--reps N
   --reps N              repetitions of each throughput run; the median is reported
                         (default 3, 1 with --quick)
   --only LIST           run only these scenarios: drain, backlog, processing, latency, idle
-  --contenders LIST     run only these contenders: raw, rdstream, standard, buffered32,
-                        buffered128, dedicated, dyn (the default is all of them)
+  --contenders LIST     run only these contenders: raw, rawconvert, rdstream, legacy,
+                        standard, standard-noheaders, buffered32, buffered128,
+                        dedicated, dyn (the default is all of them)
   --set PROPERTY=VALUE  an extra librdkafka property for every contender (repeatable)
   --out DIR             where to write bench.json, bench.md and the SVG charts
                         (default: <workspace>/target/bench)";

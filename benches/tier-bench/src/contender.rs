@@ -28,6 +28,10 @@ pub(crate) enum Contender {
     Legacy,
     /// `consumer_fast::Consumer::stream()`: the Standard tier.
     Standard,
+    /// The Standard tier with `read_headers: false`: what reading headers
+    /// costs (librdkafka parses each record's header section, allocating
+    /// even when it is empty). Drain and backlog only.
+    StandardNoHeaders,
     /// `consumer_fast::Consumer::buffered_stream(n)`: the Buffered tier.
     Buffered(usize),
     /// `consumer_fast::Consumer::dedicated_stream()`: the Dedicated tier.
@@ -46,6 +50,7 @@ impl Contender {
             Contender::RdStream,
             Contender::Legacy,
             Contender::Standard,
+            Contender::StandardNoHeaders,
             Contender::Buffered(32),
             Contender::Buffered(128),
             Contender::Dedicated,
@@ -67,6 +72,7 @@ impl Contender {
             Contender::RdStream => "rdstream".to_owned(),
             Contender::Legacy => "legacy".to_owned(),
             Contender::Standard => "standard".to_owned(),
+            Contender::StandardNoHeaders => "standard-noheaders".to_owned(),
             Contender::Buffered(n) => format!("buffered{n}"),
             Contender::Dedicated => "dedicated".to_owned(),
             Contender::DynStandard => "dyn".to_owned(),
@@ -89,6 +95,7 @@ impl Contender {
             Contender::RdStream => "rdkafka StreamConsumer".to_owned(),
             Contender::Legacy => "legacy KafkaConsumer".to_owned(),
             Contender::Standard => "fast Standard".to_owned(),
+            Contender::StandardNoHeaders => "fast Standard, no headers".to_owned(),
             Contender::Buffered(n) => format!("fast Buffered({n})"),
             Contender::Dedicated => "fast Dedicated".to_owned(),
             Contender::DynStandard => "dyn Standard (factory)".to_owned(),
@@ -108,6 +115,9 @@ impl Contender {
         match self {
             Contender::RawFromKafka => scenario == Scenario::Drain,
             Contender::Legacy => scenario != Scenario::Drain,
+            Contender::StandardNoHeaders => {
+                matches!(scenario, Scenario::Drain | Scenario::Backlog)
+            }
             _ => true,
         }
     }

@@ -79,6 +79,50 @@ impl<K, V> Message<K, V> {
         KS: Serde<K> + ?Sized,
         VS: Serde<V> + ?Sized,
     {
+        Self::decode(record, key_serde, value_serde, true)
+    }
+
+    /// [`from_kafka`](Self::from_kafka) without the record's headers: the
+    /// message's [`headers`](Self::headers) are empty, and librdkafka does
+    /// not parse them (which costs an allocation per record, headers or
+    /// not). For services that never read headers
+    /// ([`ConsumerConfig::read_headers`](crate::ConsumerConfig::read_headers)).
+    ///
+    /// # Errors
+    ///
+    /// As [`from_kafka`](Self::from_kafka), except that header keys are not
+    /// looked at.
+    pub fn from_kafka_without_headers<M, KS, VS>(
+        record: &M,
+        key_serde: &KS,
+        value_serde: &VS,
+    ) -> Result<Self, ConsumerError>
+    where
+        M: rdkafka::Message,
+        M::Headers: RawHeaders,
+        KS: Serde<K> + ?Sized,
+        VS: Serde<V> + ?Sized,
+    {
+        Self::decode(record, key_serde, value_serde, false)
+    }
+
+    /// [`from_kafka`](Self::from_kafka), reading the headers or not.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_kafka`](Self::from_kafka).
+    pub fn decode<M, KS, VS>(
+        record: &M,
+        key_serde: &KS,
+        value_serde: &VS,
+        read_headers: bool,
+    ) -> Result<Self, ConsumerError>
+    where
+        M: rdkafka::Message,
+        M::Headers: RawHeaders,
+        KS: Serde<K> + ?Sized,
+        VS: Serde<V> + ?Sized,
+    {
         let key = match record.key() {
             Some(bytes) => Some(
                 deserialize_contained(key_serde, bytes)
@@ -94,7 +138,9 @@ impl<K, V> Message<K, V> {
             }
             None => None,
         };
-        let headers = match record.headers() {
+        // Asking is what costs (librdkafka parses the section), so ask only
+        // when the headers are wanted.
+        let headers = match read_headers.then(|| record.headers()).flatten() {
             Some(headers) => Headers::from_raw(headers).map_err(|(key, source)| {
                 deserialize_error(record, PayloadPart::HeaderKey, key, SerdeError::new(source))
             })?,

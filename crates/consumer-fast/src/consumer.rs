@@ -115,6 +115,8 @@ pub struct Consumer<K, V> {
     /// The tier of the stream opened last, for
     /// [`KafkaStreamConsumer::tier`].
     read_tier: Mutex<ConsumerTier>,
+    /// Whether messages carry their records' headers.
+    read_headers: bool,
     /// librdkafka's `enable.auto.commit`: it commits what was stored.
     auto_commit: bool,
     /// Messages handed out since [`stored_at`](Self::stored_at) was checked.
@@ -182,6 +184,7 @@ impl<K, V> Consumer<K, V> {
             paused_by_application: Mutex::default(),
             application_resumes: AtomicU64::new(0),
             read_tier: Mutex::new(ConsumerTier::Standard),
+            read_headers: true,
             auto_commit,
             handed_out_unchecked: AtomicU32::new(0),
             stored_at: Mutex::new(Instant::now()),
@@ -206,7 +209,17 @@ impl<K, V> Consumer<K, V> {
             None => FastContext::new(),
         };
         let base = config.create_with_context(context)?;
-        Self::new(base, key_serde, value_serde)
+        Ok(Self::new(base, key_serde, value_serde)?.reading_headers(config.reads_headers()))
+    }
+
+    /// Whether messages carry their records' headers (builder style; `true`
+    /// unless set otherwise). `false` leaves every message's `headers`
+    /// empty and saves librdkafka's parse of each record's header section:
+    /// see [`ConsumerConfig::read_headers`].
+    #[must_use]
+    pub fn reading_headers(mut self, read: bool) -> Self {
+        self.read_headers = read;
+        self
     }
 
     /// Builds a consumer for `brokers` in `group_id` with librdkafka's defaults.
@@ -531,7 +544,12 @@ impl<K, V> Consumer<K, V> {
         result: Result<rdkafka::message::BorrowedMessage<'_>, KafkaError>,
     ) -> Polled<K, V> {
         let result = match result {
-            Ok(record) => Message::from_kafka(&record, &*self.key_serde, &*self.value_serde),
+            Ok(record) => Message::decode(
+                &record,
+                &*self.key_serde,
+                &*self.value_serde,
+                self.read_headers,
+            ),
             Err(error) => Err(self.base.context().reasons.attach(error)),
         };
         Polled { generation, result }

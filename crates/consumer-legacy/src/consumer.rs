@@ -82,6 +82,8 @@ where
     value_serde: VS,
     /// `enable.auto.commit` is on: store each recorded offset in librdkafka.
     store_offsets: bool,
+    /// `ConsumerConfig::read_headers`, read once.
+    read_headers: bool,
     transactional: bool,
     _types: PhantomData<fn() -> (K, V)>,
 }
@@ -242,6 +244,7 @@ where
         );
         Ok(KafkaConsumer {
             consumer,
+            read_headers: config.reads_headers(),
             config,
             key_serde,
             value_serde,
@@ -332,7 +335,12 @@ where
         record: &rdkafka::message::BorrowedMessage<'_>,
     ) -> Option<Result<Message<K, V>, ConsumerError>> {
         use rdkafka::Message as _;
-        let item = Message::from_kafka(record, &self.key_serde, &self.value_serde);
+        let item = Message::decode(
+            record,
+            &self.key_serde,
+            &self.value_serde,
+            self.read_headers,
+        );
         if !self.record(
             generation,
             record.topic(),
