@@ -1,13 +1,15 @@
 //! `cargo xtask`: the task runner of tiered-kafka.
 //!
 //! Each command lives in its own module: [`kafka`] runs a local Apache Kafka
-//! broker, [`test`](mod@test) runs every test phase and sums the results,
+//! broker, [`test`](mod@test) runs every test phase and sums the results (with
+//! [`stall`] watching for a hung test binary),
 //! [`bench`](mod@bench) runs the benchmarks. The command line is declared
 //! once, with its help, in [`flags`].
 
 mod bench;
 mod flags;
 mod kafka;
+mod stall;
 mod test;
 
 use std::{

@@ -21,7 +21,7 @@ use std::{
 
 use anyhow::{Context, Result};
 
-use crate::{flags, kafka, project_root};
+use crate::{flags, kafka, project_root, stall};
 
 /// Runs `cargo xtask test`.
 /// What `cargo test` covers in most steps.
@@ -193,15 +193,37 @@ impl Phase {
             .stdout(Stdio::piped())
             .spawn()
             .with_context(|| format!("running `{shown}`"))?;
-        let counts = match child.stdout.take() {
-            Some(stdout) => tee_and_count(stdout, io::stdout())
-                .with_context(|| format!("reading the output of `{shown}`"))?,
-            None => Counts::default(),
-        };
+        let last_output = stall::LastOutput::new();
+        let reader = child.stdout.take().map(|stdout| {
+            let last_output = last_output.clone();
+            std::thread::spawn(move || tee_and_count(stdout, io::stdout(), &last_output))
+        });
+        // On this thread: cargo's exit, and any test binary that hangs.
+        let stalls = stall::watch(
+            &mut child,
+            &last_output,
+            stall::STALL_LIMIT,
+            stall::is_cargo_test_binary,
+        )
+        .with_context(|| format!("waiting for `{shown}`"))?;
         let status = child
             .wait()
             .with_context(|| format!("waiting for `{shown}`"))?;
+        let counts = match reader {
+            Some(reader) => reader
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread reading `{shown}` panicked"))?
+                .with_context(|| format!("reading the output of `{shown}`"))?,
+            None => Counts::default(),
+        };
         self.counts += counts;
+        for stalled in &stalls {
+            self.errors.push(format!(
+                "{} printed nothing for {} s and was killed as hung (its stacks are above)",
+                stalled.program.display(),
+                stall::STALL_LIMIT.as_secs()
+            ));
+        }
         if !status.success() {
             // A test binary that crashed or was killed prints no `test
             // result:` line: count it as a failure all the same.
@@ -274,7 +296,11 @@ fn parse_test_result(line: &str) -> Option<Counts> {
 
 /// Copies `input` to `output` as it arrives, and sums the `test result:`
 /// lines in it.
-fn tee_and_count(mut input: impl Read, mut output: impl Write) -> io::Result<Counts> {
+fn tee_and_count(
+    mut input: impl Read,
+    mut output: impl Write,
+    last_output: &stall::LastOutput,
+) -> io::Result<Counts> {
     let mut counts = Counts::default();
     let mut buf = [0; 8192];
     let mut line = Vec::new();
@@ -285,6 +311,7 @@ fn tee_and_count(mut input: impl Read, mut output: impl Write) -> io::Result<Cou
             Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
             Err(err) => return Err(err),
         };
+        last_output.touch();
         output.write_all(&buf[..n])?;
         output.flush()?;
         for &byte in &buf[..n] {
@@ -377,7 +404,8 @@ mod tests {
                      test result: ok. 1 passed; 0 failed; 0 ignored; 0 measured; 0 filtered out; finished in 0.00s\n\
                      test result: FAILED. 2 passed; 1 failed; 3 ignored; 0 measured; 0 filtered out; finished in 0.00s";
         let mut output = Vec::new();
-        let counts = tee_and_count(input.as_bytes(), &mut output).expect("in-memory I/O");
+        let counts = tee_and_count(input.as_bytes(), &mut output, &stall::LastOutput::new())
+            .expect("in-memory I/O");
         assert_eq!(output, input.as_bytes());
         assert_eq!(
             counts,
