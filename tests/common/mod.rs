@@ -213,6 +213,27 @@ macro_rules! contract_tests {
     };
 }
 
+/// Drops `value` on a thread of its own and waits up to `bound` for the drop
+/// to finish: how long it took, or `None` if it did not finish (the thread is
+/// then left behind; the test is failing anyway).
+pub fn drop_within<T: Send + 'static>(value: T, bound: Duration) -> Option<Duration> {
+    let started = std::time::Instant::now();
+    let (dropped, dropped_signal) = std::sync::mpsc::channel();
+    let dropper = std::thread::spawn(move || {
+        drop(value);
+        let _ = dropped.send(());
+    });
+    match dropped_signal.recv_timeout(bound) {
+        Ok(()) => Some(started.elapsed()),
+        Err(std::sync::mpsc::RecvTimeoutError::Timeout) => None,
+        // The drop panicked: the panic reaches the caller.
+        Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => match dropper.join() {
+            Err(panic) => std::panic::resume_unwind(panic),
+            Ok(()) => Some(started.elapsed()),
+        },
+    }
+}
+
 /// The group's committed offset of `topic/0`, read by a client of its own.
 pub async fn group_committed(env: &KafkaTestEnv, group: &str, topic: &str) -> Option<i64> {
     group_committed_partition(env, group, topic, 0).await

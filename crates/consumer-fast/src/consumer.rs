@@ -720,6 +720,11 @@ impl<K, V> Drop for Consumer<K, V> {
     fn drop(&mut self) {
         // librdkafka commits stored offsets on close when auto-commit is on.
         self.store_recorded_offsets();
+        // Then rdkafka's own drop closes the consumer.
+        crate::revocation::serve_queued_before_close(&self.base, || {
+            let _ = self.base.poll(Duration::ZERO);
+            self.queue.len() > 0
+        });
     }
 }
 

@@ -78,6 +78,6 @@ pub use crate::context::FastContext;
 pub use crate::dedicated::DedicatedKafkaStream;
 pub use crate::offsets::{Delivery, OffsetBook};
 pub use crate::reason::ErrorReasons;
-pub use crate::revocation::RevocationPolicy;
+pub use crate::revocation::{RevocationPolicy, serve_queued_before_close};
 pub use crate::stream::{BufferedKafkaStream, KafkaStream};
 pub use crate::tiered::TieredConsumer;

@@ -3,9 +3,7 @@
 use std::ptr::NonNull;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::consumer::{BaseConsumer, Consumer as _};
-
-use crate::context::FastContext;
+use rdkafka::consumer::{Consumer, ConsumerContext};
 
 /// Owns a reference to a consumer's librdkafka queue.
 ///
@@ -28,7 +26,7 @@ impl QueueHandle {
     /// A new reference to `consumer`'s queue (the consumer-group queue, to
     /// which partition queues and the main queue are forwarded), or `None`
     /// when the consumer has no group.
-    pub(crate) fn of(consumer: &BaseConsumer<FastContext>) -> Option<Self> {
+    pub(crate) fn of<C: ConsumerContext>(consumer: &impl Consumer<C>) -> Option<Self> {
         // SAFETY: the client pointer is valid while `consumer` lives; the
         // returned queue holds its own reference and is destroyed in `Drop`,
         // which `Consumer` runs before dropping the client.

@@ -3,6 +3,9 @@
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use consumer_api::{
@@ -20,8 +23,50 @@ use crate::builder::ConsumerBuilder;
 use crate::context::{LegacyConsumerContext, LegacyContext, TrackingContext};
 use crate::stream::{LegacyStream, RawRecord, RawStream};
 
-/// The rdkafka consumer underneath.
-type Inner<C> = StreamConsumer<TrackingContext<C>, WakeRuntime>;
+/// The rdkafka consumer underneath, which serves its queue before rdkafka
+/// closes it (see [`consumer_fast::serve_queued_before_close`]).
+struct Inner<C: LegacyConsumerContext>(StreamConsumer<TrackingContext<C>, WakeRuntime>);
+
+impl<C: LegacyConsumerContext> std::ops::Deref for Inner<C> {
+    type Target = StreamConsumer<TrackingContext<C>, WakeRuntime>;
+
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl<C: LegacyConsumerContext> Drop for Inner<C> {
+    fn drop(&mut self) {
+        let mut stream = self.0.stream();
+        let served = Arc::new(WokenFlag::default());
+        let waker = Waker::from(Arc::clone(&served));
+        let mut cx = Context::from_waker(&waker);
+        consumer_fast::serve_queued_before_close(&self.0, || {
+            served.0.store(false, Ordering::Relaxed);
+            match Pin::new(&mut stream).poll_next(&mut cx) {
+                Poll::Ready(Some(_)) => true,
+                Poll::Ready(None) => false,
+                // rdkafka's stream wakes itself after serving an event
+                // (a rebalance) and stays pending on an empty queue.
+                Poll::Pending => served.0.load(Ordering::Relaxed),
+            }
+        });
+    }
+}
+
+/// A waker that only notes that it was woken.
+#[derive(Debug, Default)]
+struct WokenFlag(AtomicBool);
+
+impl Wake for WokenFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
 
 /// A Kafka consumer on rdkafka's `StreamConsumer`: the plan's "current"
 /// consumer, kept as the default so that existing code works unchanged, with
@@ -233,8 +278,8 @@ where
         if transactional {
             revocation = revocation.without_commit();
         }
-        let consumer: Inner<C> =
-            config.create_with_context(TrackingContext::new(context, revocation))?;
+        let consumer =
+            Inner(config.create_with_context(TrackingContext::new(context, revocation))?);
         tracing::debug!(
             brokers = %config.brokers,
             group_id = %config.group_id,
