@@ -10,12 +10,18 @@
 //!   when it already runs, and left running afterwards);
 //! - `--brokers host:port`: an external broker.
 //!
+//! On a real broker, the Java `KafkaConsumer` runs beside our consumers:
+//! `benches/java-consumer` is compiled with `javac` against the broker's
+//! `kafka-clients` jar (resolved by `cargo xtask kafka start`) into
+//! `<target>/java-bench/`; without `javac` or the jars it is left out, with a
+//! note.
+//!
 //! Results land in `<target>/bench/`: `bench.json` (every figure),
 //! `bench.md` (the tables) and `throughput.svg` / `latency.svg`.
 
 use std::{
     ffi::OsString,
-    process::{Command, ExitCode},
+    process::{Command, ExitCode, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -25,6 +31,8 @@ use crate::{flags, kafka, project_root, target_dir};
 /// Runs `cargo xtask bench`.
 pub(crate) fn run(flags: flags::Bench) -> Result<ExitCode> {
     let mut args: Vec<OsString> = Vec::new();
+    let real_broker =
+        matches!(flags.kafka, Some(flags::BenchKafka::Local)) || flags.brokers.is_some();
     match (flags.kafka, &flags.brokers) {
         (Some(_), Some(_)) => bail!("give either --kafka or --brokers, not both"),
         (None | Some(flags::BenchKafka::Mock), None) => {}
@@ -54,6 +62,12 @@ pub(crate) fn run(flags: flags::Bench) -> Result<ExitCode> {
     for property in &flags.set {
         args.extend(["--set".into(), property.into()]);
     }
+    if real_broker {
+        match java_contender()? {
+            Ok(classpath) => args.extend(["--java-classpath".into(), classpath]),
+            Err(reason) => eprintln!("xtask: no Java contender: {reason}"),
+        }
+    }
     args.extend(["--out".into(), target_dir()?.join("bench").into()]);
 
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
@@ -74,4 +88,35 @@ pub(crate) fn run(flags: flags::Bench) -> Result<ExitCode> {
     } else {
         ExitCode::FAILURE
     })
+}
+
+/// Compiles the Java contender: its classpath for `tier-bench
+/// --java-classpath`, or why there is none.
+fn java_contender() -> Result<Result<OsString, String>> {
+    let Some(libs) = kafka::resolved_libs()? else {
+        return Ok(Err(
+            "the Kafka jars are not resolved yet (`cargo xtask kafka start` resolves them)".into(),
+        ));
+    };
+    let classes = target_dir()?.join("java-bench");
+    let jars = libs.join("*");
+    let source = project_root().join("benches/java-consumer/ConsumerBench.java");
+    let compiled = Command::new("javac")
+        .arg("-d")
+        .arg(&classes)
+        .arg("-cp")
+        .arg(&jars)
+        .arg(&source)
+        .stdin(Stdio::null())
+        .status();
+    match compiled {
+        Ok(status) if status.success() => {
+            let mut classpath = classes.into_os_string();
+            classpath.push(":");
+            classpath.push(jars);
+            Ok(Ok(classpath))
+        }
+        Ok(status) => bail!("javac failed on {} ({status})", source.display()),
+        Err(error) => Ok(Err(format!("cannot run javac: {error}"))),
+    }
 }

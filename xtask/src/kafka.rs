@@ -170,6 +170,13 @@ enum Status {
     Stopped,
 }
 
+/// The directory of the Apache Kafka jars, when `start` has resolved them
+/// (the Java benchmark contender compiles against its `kafka-clients`).
+pub(crate) fn resolved_libs() -> Result<Option<PathBuf>> {
+    let libs = State::new()?.libs();
+    Ok(libs.join(".complete").exists().then_some(libs))
+}
+
 /// The state directory `<target>/kafka/` and the files in it.
 struct State {
     /// The directory itself.

@@ -296,6 +296,9 @@ where
             })
             .await
         }
+        Contender::Java { .. } => {
+            bail!("the Java contender runs in a JVM, not in a tier-bench child")
+        }
     }
 }
 

@@ -10,7 +10,7 @@ use crate::plan::Scenario;
 const USAGE: &str = "\
 usage: tier-bench [--quick] [--brokers HOST:PORT [--broker-name TEXT]] [--reps N]
                   [--only SCENARIO,...] [--contenders NAME,...] [--set PROPERTY=VALUE]...
-                  [--out DIR]
+                  [--java-classpath CLASSPATH] [--out DIR]
 
   --quick               small sizes, one repetition: every scenario well under a minute
   --brokers HOST:PORT   use this Kafka instead of librdkafka's embedded mock cluster
@@ -20,8 +20,11 @@ usage: tier-bench [--quick] [--brokers HOST:PORT [--broker-name TEXT]] [--reps N
   --only LIST           run only these scenarios: drain, backlog, processing, latency, idle
   --contenders LIST     run only these contenders: raw, rawconvert, rdstream, legacy,
                         standard, standard-noheaders, buffered32, buffered128,
-                        dedicated, dyn (the default is all of them)
+                        dedicated, dyn, java-cold, java-warm (the default is all of
+                        them; the Java ones need --java-classpath and a real broker)
   --set PROPERTY=VALUE  an extra librdkafka property for every contender (repeatable)
+  --java-classpath CP   the compiled benches/java-consumer and the kafka-clients
+                        jars (cargo xtask bench builds it)
   --out DIR             where to write bench.json, bench.md and the SVG charts
                         (default: <workspace>/target/bench)";
 
@@ -42,6 +45,8 @@ pub(crate) struct Options {
     pub(crate) contenders: Vec<Contender>,
     /// Extra librdkafka properties for every contender.
     pub(crate) properties: Vec<(String, String)>,
+    /// Where the Java contender's class and the kafka-clients jars are.
+    pub(crate) java_classpath: Option<String>,
     /// The output directory.
     pub(crate) out: PathBuf,
 }
@@ -57,6 +62,7 @@ impl Options {
             scenarios: Scenario::ALL.to_vec(),
             contenders: Contender::all(),
             properties: Vec::new(),
+            java_classpath: None,
             out: default_out_dir(),
         };
         let mut args = args.iter();
@@ -111,6 +117,9 @@ impl Options {
                     options
                         .properties
                         .push((property.trim().to_owned(), setting.trim().to_owned()));
+                }
+                "--java-classpath" => {
+                    options.java_classpath = Some(value("--java-classpath")?);
                 }
                 "--out" => options.out = PathBuf::from(value("--out")?),
                 "-h" | "--help" => {

@@ -2,7 +2,8 @@
 //!
 //! To add one: a variant here, its label, its place in [`Contender::all`], and
 //! its arm in [`crate::child`]'s `run_typed` (build the consumer, hand its
-//! rdkafka client and its stream to `execute`).
+//! rdkafka client and its stream to `execute`). The Java contender is the
+//! exception: a JVM runs it, started by [`crate::orchestrate`].
 
 use serde::{Deserialize, Serialize};
 
@@ -39,6 +40,15 @@ pub(crate) enum Contender {
     /// The Standard tier as `ConsumerFactory::create` returns it, a
     /// `Box<dyn KafkaStreamConsumer>`: what dynamic dispatch costs.
     DynStandard,
+    /// The Java `KafkaConsumer` (String keys, byte[] values), from
+    /// `benches/java-consumer`: the peer to beat. `warm`: the JVM first
+    /// reads the topic once unmeasured, as a long-running service's JIT
+    /// would be warm; cold: the first read of a fresh JVM. Backlog only, on a
+    /// real broker, when `--java-classpath` is given.
+    Java {
+        /// A measured read after one unmeasured read in the same JVM.
+        warm: bool,
+    },
 }
 
 impl Contender {
@@ -55,6 +65,8 @@ impl Contender {
             Contender::Buffered(128),
             Contender::Dedicated,
             Contender::DynStandard,
+            Contender::Java { warm: false },
+            Contender::Java { warm: true },
         ]
     }
 
@@ -76,6 +88,8 @@ impl Contender {
             Contender::Buffered(n) => format!("buffered{n}"),
             Contender::Dedicated => "dedicated".to_owned(),
             Contender::DynStandard => "dyn".to_owned(),
+            Contender::Java { warm: false } => "java-cold".to_owned(),
+            Contender::Java { warm: true } => "java-warm".to_owned(),
         }
     }
 
@@ -99,6 +113,8 @@ impl Contender {
             Contender::Buffered(n) => format!("fast Buffered({n})"),
             Contender::Dedicated => "fast Dedicated".to_owned(),
             Contender::DynStandard => "dyn Standard (factory)".to_owned(),
+            Contender::Java { warm: false } => "Java KafkaConsumer, cold JVM".to_owned(),
+            Contender::Java { warm: true } => "Java KafkaConsumer, warm JVM".to_owned(),
         }
     }
 
@@ -106,7 +122,7 @@ impl Contender {
     pub(crate) fn is_ours(self) -> bool {
         !matches!(
             self,
-            Contender::Raw | Contender::RawFromKafka | Contender::RdStream
+            Contender::Raw | Contender::RawFromKafka | Contender::RdStream | Contender::Java { .. }
         )
     }
 
@@ -118,7 +134,32 @@ impl Contender {
             Contender::StandardNoHeaders => {
                 matches!(scenario, Scenario::Drain | Scenario::Backlog)
             }
+            Contender::Java { .. } => scenario == Scenario::Backlog,
             _ => true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_back_to_its_contender() {
+        for contender in Contender::all() {
+            assert_eq!(Contender::parse(&contender.name()).ok(), Some(contender));
+        }
+        assert!(Contender::parse("java").is_err());
+    }
+
+    #[test]
+    fn java_runs_only_in_backlog_and_is_not_ours() {
+        for warm in [false, true] {
+            let java = Contender::Java { warm };
+            assert!(!java.is_ours());
+            for scenario in Scenario::ALL {
+                assert_eq!(java.runs_in(scenario), scenario == Scenario::Backlog);
+            }
         }
     }
 }

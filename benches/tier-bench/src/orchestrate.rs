@@ -55,7 +55,22 @@ pub(crate) fn run(options: Options) -> Result<()> {
     ];
     let rounds = calibration.map(|(rounds, took)| (rounds, took.as_secs_f64() * 1e6));
     let cases = plan::cases(&options.scenarios, &sizes, mock, options.reps, rounds);
-    let contenders = options.contenders.clone();
+    let mut contenders = options.contenders.clone();
+    let java_unavailable = match (&options.java_classpath, mock) {
+        (_, true) => Some("they need a real broker"),
+        (None, false) => Some(
+            "no --java-classpath (cargo xtask bench compiles benches/java-consumer when javac and the broker's jars are there)",
+        ),
+        (Some(_), false) => None,
+    };
+    if let Some(reason) = java_unavailable
+        && contenders
+            .iter()
+            .any(|c| matches!(c, Contender::Java { .. }))
+    {
+        println!("note: the Java contenders are skipped: {reason}");
+        contenders.retain(|c| !matches!(c, Contender::Java { .. }));
+    }
 
     let meta = Meta::new(
         &broker,
@@ -86,6 +101,7 @@ pub(crate) fn run(options: Options) -> Result<()> {
         idle_topic: idle_topic.as_deref(),
         sizes: &sizes,
         quick: options.quick,
+        java_classpath: options.java_classpath.as_deref(),
     };
 
     let mut outcomes: Vec<Outcome> = Vec::new();
@@ -267,6 +283,8 @@ struct Runner<'a> {
     idle_topic: Option<&'a str>,
     sizes: &'a Sizes,
     quick: bool,
+    /// Where the Java contender's class and its jars are.
+    java_classpath: Option<&'a str>,
 }
 
 impl Runner<'_> {
@@ -304,7 +322,13 @@ impl Runner<'_> {
                     topic: self.topics.name(spec)?.to_owned(),
                     count: case.count,
                 };
-                ChildRun::start(&self.spec(case, contender, task))?.finish(|| {})
+                let spec = self.spec(case, contender, task);
+                match (contender, self.java_classpath) {
+                    (Contender::Java { warm }, Some(classpath)) => {
+                        ChildRun::start_java(&spec, classpath, warm)?.finish(|| {})
+                    }
+                    _ => ChildRun::start(&spec)?.finish(|| {}),
+                }
             }
             Scenario::Processing => {
                 let spec = case.topic.as_ref().context("processing needs a topic")?;
@@ -409,14 +433,33 @@ impl ChildRun {
     /// Starts `tier-bench child <spec>`.
     fn start(spec: &ChildSpec) -> Result<ChildRun> {
         let exe = std::env::current_exe().context("finding this program")?;
-        let mut child = Command::new(exe)
-            .arg("child")
-            .arg(serde_json::to_string(spec)?)
+        let mut command = Command::new(exe);
+        command.arg("child").arg(serde_json::to_string(spec)?);
+        ChildRun::spawn(command, spec)
+    }
+
+    /// Starts the Java contender (`benches/java-consumer`) on a backlog
+    /// task: it prints the same `RESULT` line as a `tier-bench child`.
+    fn start_java(spec: &ChildSpec, classpath: &str, warm: bool) -> Result<ChildRun> {
+        let Task::Backlog { topic, count } = &spec.task else {
+            bail!("the Java contender runs backlog tasks only");
+        };
+        let mut command = Command::new("java");
+        command
+            .args(["-cp", classpath, "ConsumerBench"])
+            .args([&spec.brokers, &spec.group, topic])
+            .arg(count.to_string())
+            .arg(if warm { "1" } else { "0" });
+        ChildRun::spawn(command, spec)
+    }
+
+    fn spawn(mut command: Command, spec: &ChildSpec) -> Result<ChildRun> {
+        let mut child = command
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .context("starting a child process")?;
+            .with_context(|| format!("starting a child process for {:?}", spec.contender))?;
         let stdout = BufReader::new(child.stdout.take().context("child stdout")?);
         let mut stderr = child.stderr.take().context("child stderr")?;
         let stderr = std::thread::spawn(move || {
