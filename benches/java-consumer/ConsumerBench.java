@@ -7,7 +7,8 @@
 // Reads <count> records of <topic> from the beginning, <warmups> times
 // unmeasured (each with a group of its own, in this JVM: a warm JIT), then
 // once against the clock, which starts before subscribe and stops at the last
-// record, as tier-bench's own backlog children do. Keys are Strings, values
+// record, as tier-bench's own backlog children do. Numbers are printed in the
+// ROOT locale, so the line is JSON whatever the machine's language. Keys are Strings, values
 // byte[]: what a Rust consumer of Message<String, Vec<u8>> gets. Prints one
 // line for tier-bench:
 //   RESULT {"messages":..,"errors":0,"seconds":..,"first_message_s":..,"cpu_s":..,"peak_rss_kib":..}
@@ -19,6 +20,7 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.time.Duration;
 import java.util.List;
+import java.util.Locale;
 import java.util.Properties;
 
 import org.apache.kafka.clients.consumer.ConsumerRecord;
@@ -46,10 +48,11 @@ public final class ConsumerBench {
         }
         Result result = read(brokers, group, topic, count);
         System.out.printf(
+                Locale.ROOT,
                 "RESULT {\"messages\":%d,\"errors\":0,\"seconds\":%.6f,\"first_message_s\":%s,"
                         + "\"cpu_s\":%.6f,\"peak_rss_kib\":%d}%n",
                 result.messages, result.seconds,
-                result.firstMessageS < 0 ? "null" : String.format("%.6f", result.firstMessageS),
+                result.firstMessageS < 0 ? "null" : String.format(Locale.ROOT, "%.6f", result.firstMessageS),
                 result.cpuS, peakRssKib());
         System.out.flush();
     }

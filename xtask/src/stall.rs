@@ -1,5 +1,5 @@
 //! The hang watchdog of `cargo xtask test`: a test binary that prints nothing
-//! for [`STALL_LIMIT`] is taken for hung. Its threads' stacks are printed
+//! on stdout (where libtest reports) for [`STALL_LIMIT`] is taken for hung. Its threads' stacks are printed
 //! (with `gdb` when it is installed, else each thread's name and kernel wait
 //! channel) and it is killed, so the run goes on to the next binary and ends
 //! with a failure that says where the hang was, instead of running until CI's
@@ -40,6 +40,7 @@ pub(crate) struct LastOutput {
 }
 
 impl LastOutput {
+    /// No output yet: the clock starts now.
     pub(crate) fn new() -> Self {
         LastOutput {
             start: Instant::now(),
@@ -61,7 +62,9 @@ impl LastOutput {
 /// A test process killed for printing nothing for too long.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Stall {
+    /// Its process id.
     pub(crate) pid: u32,
+    /// The test binary it ran.
     pub(crate) program: PathBuf,
 }
 
@@ -96,11 +99,16 @@ pub(crate) fn watch(
                 program.display(),
                 limit.as_secs()
             );
+            let started = start_time(pid);
             print_stacks(pid);
-            let _ = Command::new("kill")
-                .args(["-KILL", &pid.to_string()])
-                .status();
-            println!("!!! killed pid {pid}; the run goes on\n");
+            // Killed only if it is still the same process (its pid not
+            // reused by another since it was found).
+            if started.is_some() && start_time(pid) == started {
+                let _ = Command::new("kill")
+                    .args(["-KILL", &pid.to_string()])
+                    .status();
+                println!("!!! killed pid {pid}; the run goes on\n");
+            }
             first_seen.remove(&pid);
             killed.push(Stall { pid, program });
         }
@@ -108,7 +116,7 @@ pub(crate) fn watch(
     Ok(killed)
 }
 
-/// Prints every thread's stack of `pid`: `gdb` when it is installed, else
+/// Prints every thread's stack of `pid` with `gdb` when it is installed, then
 /// each thread's name and what it waits on in the kernel.
 fn print_stacks(pid: u32) {
     let gdb = Command::new("gdb")
@@ -118,19 +126,23 @@ fn print_stacks(pid: u32) {
         .spawn();
     if let Ok(mut gdb) = gdb {
         let deadline = Instant::now() + GDB_PATIENCE;
-        while Instant::now() < deadline {
+        let finished = loop {
             match gdb.try_wait() {
-                Ok(Some(_)) => return,
-                Ok(None) => thread::sleep(Duration::from_millis(200)),
-                Err(_) => break,
+                Ok(Some(_)) => break true,
+                Ok(None) if Instant::now() < deadline => thread::sleep(Duration::from_millis(200)),
+                Ok(None) | Err(_) => break false,
             }
+        };
+        if !finished {
+            let _ = gdb.kill();
+            let _ = gdb.wait();
+            println!("(gdb did not finish within {} s)", GDB_PATIENCE.as_secs());
         }
-        let _ = gdb.kill();
-        let _ = gdb.wait();
-        println!("(gdb did not finish within {} s)", GDB_PATIENCE.as_secs());
     } else {
-        println!("(gdb is not installed: thread names and kernel wait channels only)");
+        println!("(gdb is not installed)");
     }
+    // Also when gdb could not attach (no ptrace permission): names and
+    // kernel wait channels at least.
     let Ok(tasks) = fs::read_dir(format!("/proc/{pid}/task")) else {
         return;
     };
@@ -183,6 +195,15 @@ fn descendants(root: u32) -> Vec<u32> {
     found
 }
 
+/// When `pid` started (`/proc/PID/stat` field 22, in clock ticks since boot),
+/// which tells a process from a later one that reuses its pid.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    // `rest` starts at field 3 (the state).
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
 /// The parent pid in a `/proc/PID/stat` line: the second field after the
 /// program name, which is in parentheses and may itself hold spaces and
 /// parentheses.
@@ -213,6 +234,14 @@ mod tests {
         assert_eq!(parent_pid("42 (cargo) S 7 42 42 0"), Some(7));
         assert_eq!(parent_pid("43 (a b) c)) R 9 43 43 0"), Some(9));
         assert_eq!(parent_pid("garbage"), None);
+    }
+
+    #[cfg(target_os = "linux")]
+    #[test]
+    fn this_process_has_a_start_time() {
+        let me = std::process::id();
+        assert!(start_time(me).is_some());
+        assert_eq!(start_time(me), start_time(me));
     }
 
     #[test]

@@ -28,8 +28,10 @@ impl QueueHandle {
     /// when the consumer has no group.
     pub(crate) fn of<C: ConsumerContext>(consumer: &impl Consumer<C>) -> Option<Self> {
         // SAFETY: the client pointer is valid while `consumer` lives; the
-        // returned queue holds its own reference and is destroyed in `Drop`,
-        // which `Consumer` runs before dropping the client.
+        // returned queue holds its own reference and is destroyed in `Drop`.
+        // Callers drop the handle before the client: `Consumer` declares it
+        // before its client, and `serve_queued_before_close` drops it before
+        // returning.
         let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
         NonNull::new(queue).map(QueueHandle)
     }

@@ -308,7 +308,9 @@ impl RebalanceKind {
 /// hanging in its drop in `mock_faults` on CI). Served here, while the
 /// group waits for it and answers every request, such an event is gone
 /// before the close starts; the close then raises and awaits its own
-/// revocation, as before.
+/// revocation, as before. This narrows the window to an event that arrives
+/// between this call and the close's start (microseconds); librdkafka offers
+/// no way to close it from outside.
 pub fn serve_queued_before_close<C: ConsumerContext>(
     consumer: &impl rdkafka::consumer::Consumer<C>,
     mut poll_once: impl FnMut() -> bool,
