@@ -5,6 +5,7 @@ use std::pin::Pin;
 use futures_core::Stream;
 use rdkafka::TopicPartitionList;
 
+use crate::batch::{BatchStream, ReadyBatches};
 use crate::config::ConsumerTier;
 use crate::error::ConsumerError;
 use crate::message::Message;
@@ -48,6 +49,43 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     /// Only one stream should be read at a time: two streams over one consumer
     /// share its messages between them.
     fn stream(&self) -> MessageStream<'_, K, V>;
+
+    /// A stream of this consumer's messages in batches of up to `max` (at
+    /// least 1): each batch holds the messages that are ready, in the order
+    /// they were read; it never waits for a batch to fill.
+    ///
+    /// The offset rules are those of [`stream`](Self::stream): a batch's
+    /// offsets are recorded when it is handed out, so
+    /// [`commit`](Self::commit) covers every message of the batches yielded
+    /// so far. An error is yielded on its own, between two batches (a
+    /// message that cannot be deserialized counts as delivered, as in
+    /// `stream`).
+    ///
+    /// The default batches [`stream`](Self::stream) with [`ReadyBatches`];
+    /// the fast consumer's tiers batch inside, which saves a hand-out per
+    /// message.
+    ///
+    /// ```
+    /// use consumer_api::KafkaStreamConsumer;
+    /// use futures_util::StreamExt;
+    ///
+    /// async fn archive(consumer: &dyn KafkaStreamConsumer<String, Vec<u8>>) {
+    ///     let mut batches = consumer.batches(500);
+    ///     while let Some(batch) = batches.next().await {
+    ///         match batch {
+    ///             Ok(messages) => println!("writing {} records in one insert", messages.len()),
+    ///             Err(error) => eprintln!("skipping: {error}"),
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn batches<'a>(&'a self, max: usize) -> BatchStream<'a, K, V>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        Box::pin(ReadyBatches::new(self.stream(), max))
+    }
 
     /// Subscribes to these topics, replacing any earlier subscription.
     ///

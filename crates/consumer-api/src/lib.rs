@@ -24,6 +24,7 @@
 //! ```
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod batch;
 mod config;
 mod consumer;
 mod error;
@@ -32,6 +33,7 @@ mod serde;
 #[cfg(feature = "yaml")]
 mod yaml;
 
+pub use crate::batch::{BatchStream, ReadyBatches};
 pub use crate::config::{AutoOffsetReset, ConsumerConfig, ConsumerTier, IsolationLevel};
 pub use crate::consumer::{KafkaStreamConsumer, MessageStream};
 pub use crate::error::{ConfigError, ConsumerError, PayloadPart};

@@ -18,8 +18,11 @@ use crate::gate::PollGate;
 use crate::liveness::{PollKeeper, auto_commit, max_poll_interval};
 use crate::offsets::{Delivery, OffsetBook};
 use crate::queue::QueueHandle;
-use crate::stream::{BufferedKafkaStream, KafkaStream};
+use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};
 use crate::wakers::{StreamWakers, thread_waker};
+
+/// What a batch stream yields: a batch of messages, or one error.
+pub(crate) type BatchItem<K, V> = Result<Vec<Message<K, V>>, ConsumerError>;
 
 /// A message (or per-message error) polled from librdkafka, tagged with the
 /// offset book's generation at poll time.
@@ -283,10 +286,15 @@ impl<K, V> Consumer<K, V> {
     /// [`STORE_INTERVAL`] while a stream keeps delivering: a stream that
     /// never waits would otherwise store nothing, and librdkafka's
     /// auto-commit would commit nothing until the stream is dropped. The
-    /// clock is read once every [`STORE_CHECK_EVERY`] messages.
-    fn store_now_and_then(&self) {
+    /// clock is read once every [`STORE_CHECK_EVERY`] messages (or once per
+    /// batch).
+    fn store_now_and_then(&self, handed_out: u32) {
         if !self.auto_commit
-            || self.handed_out_unchecked.fetch_add(1, Ordering::Relaxed) + 1 < STORE_CHECK_EVERY
+            || self
+                .handed_out_unchecked
+                .fetch_add(handed_out, Ordering::Relaxed)
+                .saturating_add(handed_out)
+                < STORE_CHECK_EVERY
         {
             return;
         }
@@ -402,6 +410,39 @@ impl<K, V> Consumer<K, V> {
         self.keep_polled();
         self.set_read_tier(ConsumerTier::Buffered { batch_size });
         BufferedKafkaStream::new(self, batch_size)
+    }
+
+    /// Batches of up to `max` ready messages (a `max` of 0 counts as 1),
+    /// handed out together: one hand-out, one lock of the offset book and
+    /// one wake-up per batch instead of per message. It never waits for a
+    /// batch to fill. Counts as the Buffered tier (batches read from
+    /// librdkafka as that tier does).
+    ///
+    /// A batch's offsets are recorded when it is handed out, so
+    /// [`commit`](Self::commit) covers every message of the batches yielded
+    /// so far. An error is yielded on its own, between two batches.
+    ///
+    /// ```no_run
+    /// # use consumer_fast::Consumer;
+    /// use futures_util::StreamExt;
+    ///
+    /// # async fn run(consumer: Consumer<String, Vec<u8>>) -> Result<(), consumer_api::ConsumerError> {
+    /// let mut batches = consumer.batches(500);
+    /// while let Some(batch) = batches.next().await {
+    ///     match batch {
+    ///         Ok(messages) => {
+    ///             println!("storing {} records in one write", messages.len());
+    ///             consumer.commit()?;
+    ///         }
+    ///         Err(error) => eprintln!("skipping: {error}"),
+    ///     }
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub fn batches(&self, max: usize) -> KafkaBatches<'_, K, V> {
+        self.keep_polled();
+        self.set_read_tier(ConsumerTier::Buffered { batch_size: max });
+        KafkaBatches::new(self, max)
     }
 
     /// Makes sure a stream waiting on an empty topic polls librdkafka at
@@ -612,13 +653,68 @@ impl<K, V> Consumer<K, V> {
                     .deliver(polled.generation, topic, partition, offset)
                 {
                     Delivery::Deliver => {
-                        self.store_now_and_then();
+                        self.store_now_and_then(1);
                         Some(polled.result)
                     }
                     Delivery::Stale => None,
                 }
             }
             None => Some(polled.result),
+        }
+    }
+
+    /// Hands out up to `max` messages from the front of `from` as one batch,
+    /// recording their offsets under one lock of the offset book; `None`
+    /// when `from` held only stale items. An error is handed out on its
+    /// own: one met after some messages ends the batch and stays at the
+    /// front of `from`.
+    pub(crate) fn hand_out_batch(
+        &self,
+        from: &mut VecDeque<Polled<K, V>>,
+        max: usize,
+    ) -> Option<BatchItem<K, V>> {
+        let mut batch = Vec::new();
+        let mut error = None;
+        {
+            let mut deliveries = self.book.deliveries();
+            while batch.len() < max {
+                let Some(polled) = from.pop_front() else {
+                    break;
+                };
+                if polled.result.is_err() && !batch.is_empty() {
+                    from.push_front(polled);
+                    break;
+                }
+                let fresh = match polled.coordinates() {
+                    Some((topic, partition, offset)) => {
+                        deliveries.deliver(polled.generation, topic, partition, offset)
+                            == Delivery::Deliver
+                    }
+                    None => true,
+                };
+                match polled.result {
+                    _ if !fresh => {}
+                    Ok(message) => {
+                        if batch.is_empty() {
+                            batch.reserve_exact(max.min(from.len() + 1));
+                        }
+                        batch.push(message);
+                    }
+                    Err(failure) => {
+                        error = Some(failure);
+                        break;
+                    }
+                }
+            }
+        }
+        let handed_out = batch.len() + usize::from(error.is_some());
+        if handed_out > 0 {
+            self.store_now_and_then(u32::try_from(handed_out).unwrap_or(u32::MAX));
+        }
+        match error {
+            Some(error) => Some(Err(error)),
+            None if batch.is_empty() => None,
+            None => Some(Ok(batch)),
         }
     }
 
@@ -731,6 +827,14 @@ impl<K, V> Drop for Consumer<K, V> {
 impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consumer<K, V> {
     fn stream(&self) -> MessageStream<'_, K, V> {
         Box::pin(Consumer::stream(self))
+    }
+
+    fn batches<'a>(&'a self, max: usize) -> consumer_api::BatchStream<'a, K, V>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        Box::pin(Consumer::batches(self, max))
     }
 
     fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {

@@ -16,7 +16,7 @@ use futures_core::Stream;
 use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer as _;
 
-use crate::consumer::{Consumer, Polled, WakerSlot};
+use crate::consumer::{BatchItem, Consumer, Polled, WakerSlot};
 use crate::wakers::thread_waker;
 
 /// The most messages the polling thread sends in one batch.
@@ -63,6 +63,33 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     /// [`ConsumerError::Misuse`] while another dedicated stream of this
     /// consumer is open; [`ConsumerError::Io`] when the thread cannot start.
     pub fn dedicated_stream(self: &Arc<Self>) -> Result<DedicatedKafkaStream<K, V>, ConsumerError> {
+        self.start_dedicated(BATCH)
+    }
+
+    /// The Dedicated tier in batches: as
+    /// [`dedicated_stream`](Self::dedicated_stream), handing out up to `max`
+    /// messages at once (a `max` of 0 counts as 1), their offsets recorded
+    /// together. The polling thread sends batches of up to `max` (at least
+    /// 256) messages, and at most four wait in the channel.
+    ///
+    /// # Errors
+    ///
+    /// As [`dedicated_stream`](Self::dedicated_stream).
+    pub fn dedicated_batches(
+        self: &Arc<Self>,
+        max: usize,
+    ) -> Result<DedicatedKafkaBatches<K, V>, ConsumerError> {
+        let max = max.max(1);
+        Ok(DedicatedKafkaBatches {
+            stream: self.start_dedicated(max.max(BATCH))?,
+            max,
+        })
+    }
+
+    fn start_dedicated(
+        self: &Arc<Self>,
+        poll_batch: usize,
+    ) -> Result<DedicatedKafkaStream<K, V>, ConsumerError> {
         if self.dedicated_running.swap(true, Ordering::AcqRel) {
             return Err(ConsumerError::Misuse(
                 "a dedicated stream of this consumer is already open; drop it before opening another"
@@ -79,6 +106,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 sender,
                 stop: Arc::clone(&stop),
                 handed_out: Arc::clone(&handed_out),
+                poll_batch,
             };
             std::thread::Builder::new()
                 .name("kafka-dedicated".to_owned())
@@ -111,6 +139,8 @@ struct Poller<K, V> {
     stop: Arc<AtomicBool>,
     /// How many messages the stream has handed to the application.
     handed_out: Arc<AtomicU64>,
+    /// The most messages polled and sent at once.
+    poll_batch: usize,
 }
 
 impl<K, V> Poller<K, V> {
@@ -126,7 +156,7 @@ impl<K, V> Poller<K, V> {
                 {
                     // This thread may wait here for a seek to finish.
                     let _polling = self.consumer.gate.read();
-                    self.consumer.refill_locked(&mut pending, BATCH);
+                    self.consumer.refill_locked(&mut pending, self.poll_batch);
                 }
                 if pending.is_empty() {
                     // Registered before looking, so a message arriving in
@@ -328,11 +358,31 @@ impl<K: 'static, V: 'static> Stream for DedicatedKafkaStream<K, V> {
     type Item = Result<Message<K, V>, ConsumerError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = self.get_mut();
+        self.get_mut().poll_hand_out(cx, |consumer, current| {
+            let item = consumer.hand_out(current.pop_front()?);
+            Some(item.map(|item| (item, 1)))
+        })
+    }
+}
+
+impl<K: 'static, V: 'static> DedicatedKafkaStream<K, V> {
+    /// Hands out what `take` makes of the current batch (with how many
+    /// messages that is), receiving the next batch when it is used up.
+    /// `take` answers `None` when the batch is empty, `Some(None)` when
+    /// what it took was stale.
+    fn poll_hand_out<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut take: impl FnMut(
+            &Consumer<K, V>,
+            &mut Batch<K, V>,
+        ) -> Option<Option<(Result<T, ConsumerError>, u64)>>,
+    ) -> Poll<Option<Result<T, ConsumerError>>> {
+        let this = self;
         loop {
-            while let Some(polled) = this.current.pop_front() {
-                if let Some(item) = this.consumer.hand_out(polled) {
-                    this.handed_out_here += 1;
+            while let Some(taken) = take(&this.consumer, &mut this.current) {
+                if let Some((item, count)) = taken {
+                    this.handed_out_here += count;
                     this.handed_out
                         .store(this.handed_out_here, Ordering::Relaxed);
                     return Poll::Ready(Some(item));
@@ -353,6 +403,43 @@ impl<K: 'static, V: 'static> Stream for DedicatedKafkaStream<K, V> {
                 }
             }
         }
+    }
+}
+
+/// The Dedicated tier in batches, from [`Consumer::dedicated_batches`]: up
+/// to `max` messages per item, handed out (and their offsets recorded)
+/// together. It is a [`DedicatedKafkaStream`] in every other respect:
+/// dropping it stops and joins the polling thread and rewinds to what was
+/// polled but not handed out.
+///
+/// # Cancel safety
+///
+/// Dropping a pending `next()` loses nothing.
+#[must_use = "the polling thread runs until the stream is dropped"]
+#[derive(Debug)]
+pub struct DedicatedKafkaBatches<K: 'static, V: 'static> {
+    stream: DedicatedKafkaStream<K, V>,
+    max: usize,
+}
+
+impl<K: 'static, V: 'static> Unpin for DedicatedKafkaBatches<K, V> {}
+
+impl<K: 'static, V: 'static> Stream for DedicatedKafkaBatches<K, V> {
+    type Item = BatchItem<K, V>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        let max = this.max;
+        this.stream.poll_hand_out(cx, |consumer, current| {
+            if current.is_empty() {
+                return None;
+            }
+            let item = consumer.hand_out_batch(current, max);
+            Some(item.map(|item| {
+                let count = item.as_ref().map_or(1, Vec::len);
+                (item, u64::try_from(count).unwrap_or(u64::MAX))
+            }))
+        })
     }
 }
 

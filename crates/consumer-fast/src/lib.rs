@@ -75,9 +75,9 @@ mod wakers;
 
 pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
-pub use crate::dedicated::DedicatedKafkaStream;
-pub use crate::offsets::{Delivery, OffsetBook};
+pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};
+pub use crate::offsets::{Deliveries, Delivery, OffsetBook};
 pub use crate::reason::ErrorReasons;
 pub use crate::revocation::{RevocationPolicy, serve_queued_before_close};
-pub use crate::stream::{BufferedKafkaStream, KafkaStream};
+pub use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};
 pub use crate::tiered::TieredConsumer;

@@ -92,6 +92,33 @@ struct PartitionOffset {
     next_offset: i64,
 }
 
+/// The offset book held for a run of deliveries, from
+/// [`OffsetBook::deliveries`].
+#[derive(Debug)]
+pub struct Deliveries<'a> {
+    book: &'a OffsetBook,
+    inner: MutexGuard<'a, BookInner>,
+}
+
+impl Deliveries<'_> {
+    /// As [`OffsetBook::deliver`], under the lock already held.
+    pub fn deliver(
+        &mut self,
+        generation: u64,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+    ) -> Delivery {
+        if generation != self.book.generation()
+            && self.inner.invalidated_after(generation, topic, partition)
+        {
+            return Delivery::Stale;
+        }
+        self.inner.set_position(topic, partition, offset + 1);
+        Delivery::Deliver
+    }
+}
+
 /// Whether a polled message may still be handed to the application, from
 /// [`OffsetBook::deliver`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,13 +146,31 @@ impl OffsetBook {
     /// position becomes `offset + 1`. Records nothing and returns
     /// [`Delivery::Stale`] when the partition was revoked or sought since.
     pub fn deliver(&self, generation: u64, topic: &str, partition: i32, offset: i64) -> Delivery {
-        let mut inner = self.lock();
-        if generation != self.generation() && inner.invalidated_after(generation, topic, partition)
-        {
-            return Delivery::Stale;
+        self.deliveries()
+            .deliver(generation, topic, partition, offset)
+    }
+
+    /// Holds the book for several [`deliver`](Self::deliver)s in a row (a
+    /// batch handed out at once): one lock for all of them. Revocations and
+    /// seeks wait until it is dropped, so keep it for the hand-out only.
+    ///
+    /// ```
+    /// use consumer_fast::{Delivery, OffsetBook};
+    ///
+    /// let book = OffsetBook::new();
+    /// let polled_at = book.generation();
+    /// let mut deliveries = book.deliveries();
+    /// for offset in 0..3 {
+    ///     assert_eq!(deliveries.deliver(polled_at, "orders", 0, offset), Delivery::Deliver);
+    /// }
+    /// drop(deliveries);
+    /// assert_eq!(book.position("orders", 0), Some(3));
+    /// ```
+    pub fn deliveries(&self) -> Deliveries<'_> {
+        Deliveries {
+            book: self,
+            inner: self.lock(),
         }
-        inner.set_position(topic, partition, offset + 1);
-        Delivery::Deliver
     }
 
     /// Whether a message of `topic/partition` polled at `generation` may no

@@ -7,7 +7,7 @@ use std::task::{Context, Poll};
 use consumer_api::{ConsumerError, Message};
 use futures_core::Stream;
 
-use crate::consumer::{Consumer, Polled, Refill, WakerSlot};
+use crate::consumer::{BatchItem, Consumer, Polled, Refill, WakerSlot};
 
 /// Both tiers: hand out buffered items, else take what is ready, else
 /// register for librdkafka's non-empty callback and wait.
@@ -34,9 +34,29 @@ impl<'a, K, V> PolledStream<'a, K, V> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message<K, V>, ConsumerError>>> {
+        self.poll_hand_out(cx, |consumer, buffer| {
+            buffer.pop_front().map(|polled| consumer.hand_out(polled))
+        })
+    }
+
+    fn poll_next_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<BatchItem<K, V>>> {
+        let max = self.batch_size;
+        self.poll_hand_out(cx, |consumer, buffer| {
+            (!buffer.is_empty()).then(|| consumer.hand_out_batch(buffer, max))
+        })
+    }
+
+    /// Hands out what `take` makes of the buffer, refilling it from
+    /// librdkafka when empty. `take` answers `None` when the buffer is empty,
+    /// `Some(None)` when what it took was stale.
+    fn poll_hand_out<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        mut take: impl FnMut(&Consumer<K, V>, &mut VecDeque<Polled<K, V>>) -> Option<Option<T>>,
+    ) -> Poll<Option<T>> {
         loop {
-            while let Some(polled) = self.buffer.pop_front() {
-                if let Some(item) = self.consumer.hand_out(polled) {
+            while let Some(taken) = take(self.consumer, &mut self.buffer) {
+                if let Some(item) = taken {
                     return Poll::Ready(Some(item));
                 }
             }
@@ -137,5 +157,37 @@ impl<K, V> Stream for BufferedKafkaStream<'_, K, V> {
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         self.get_mut().0.poll_next(cx)
+    }
+}
+
+/// Batches from [`Consumer::batches`]: up to `max` ready messages per item,
+/// handed out (and their offsets recorded) together.
+///
+/// It never waits for a batch to fill: each item is what librdkafka had
+/// ready, up to `max`. An error (a record that cannot be deserialized, a
+/// broker error) comes on its own, between two batches. Messages taken from
+/// librdkafka but not yet handed out are read again when the stream is
+/// dropped, as in [`BufferedKafkaStream`].
+///
+/// # Cancel safety
+///
+/// Dropping a pending `next()` loses nothing.
+#[must_use = "streams do nothing unless polled"]
+pub struct KafkaBatches<'a, K, V>(PolledStream<'a, K, V>);
+
+impl<'a, K, V> KafkaBatches<'a, K, V> {
+    pub(crate) fn new(consumer: &'a Consumer<K, V>, max: usize) -> Self {
+        KafkaBatches(PolledStream::new(consumer, max))
+    }
+}
+
+// As for `KafkaStream`: no structural pinning.
+impl<K, V> Unpin for KafkaBatches<'_, K, V> {}
+
+impl<K, V> Stream for KafkaBatches<'_, K, V> {
+    type Item = BatchItem<K, V>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().0.poll_next_batch(cx)
     }
 }

@@ -4,8 +4,8 @@
 use std::sync::Arc;
 
 use consumer_api::{
-    ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, MessageStream, Serde,
-    TopicPartitionList,
+    BatchStream, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
+    MessageStream, Serde, TopicPartitionList,
 };
 
 use crate::consumer::Consumer;
@@ -85,7 +85,27 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
             }
             ConsumerTier::Dedicated => match self.consumer.dedicated_stream() {
                 Ok(stream) => Box::pin(stream),
-                Err(error) => Box::pin(OneError(Some(error), std::marker::PhantomData)),
+                Err(error) => Box::pin(OneError::<Message<K, V>>::new(error)),
+            },
+        }
+    }
+
+    /// Batches read as the tier reads: Standard and Buffered take up to
+    /// `max` ready messages from librdkafka at once, Dedicated hands out its
+    /// polling thread's batches (see [`Consumer::batches`] and
+    /// [`Consumer::dedicated_batches`]).
+    fn batches<'a>(&'a self, max: usize) -> BatchStream<'a, K, V>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        match self.tier {
+            ConsumerTier::Standard | ConsumerTier::Buffered { .. } => {
+                Box::pin(self.consumer.batches(max))
+            }
+            ConsumerTier::Dedicated => match self.consumer.dedicated_batches(max) {
+                Ok(batches) => Box::pin(batches),
+                Err(error) => Box::pin(OneError::<Vec<Message<K, V>>>::new(error)),
             },
         }
     }
@@ -108,13 +128,16 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
 }
 
 /// A stream that yields one error, then ends.
-struct OneError<K, V>(
-    Option<ConsumerError>,
-    std::marker::PhantomData<fn() -> (K, V)>,
-);
+struct OneError<T>(Option<ConsumerError>, std::marker::PhantomData<fn() -> T>);
 
-impl<K, V> futures_core::Stream for OneError<K, V> {
-    type Item = Result<consumer_api::Message<K, V>, ConsumerError>;
+impl<T> OneError<T> {
+    fn new(error: ConsumerError) -> Self {
+        OneError(Some(error), std::marker::PhantomData)
+    }
+}
+
+impl<T> futures_core::Stream for OneError<T> {
+    type Item = Result<T, ConsumerError>;
 
     fn poll_next(
         self: std::pin::Pin<&mut Self>,
