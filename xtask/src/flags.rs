@@ -43,8 +43,9 @@ xflags::xflags! {
             optional --brokers brokers: String
             /// Run only these scenarios, comma-separated: drain, backlog, processing, latency, idle.
             optional --only only: String
-            /// Run only these contenders, comma-separated: raw, rdstream, standard, buffered32,
-            /// buffered128, dedicated, dyn.
+            /// Run only these contenders, comma-separated (`tier-bench --help` lists them all):
+            /// raw, rawconvert, rdstream, legacy, standard, standard-noheaders, buffered32,
+            /// buffered128, dedicated, batches256, dedicated-batches256, dyn, java-cold, java-warm.
             optional --contenders contenders: String
             /// Repetitions of each throughput run, the median reported (default 3; 1 with `--quick`).
             optional --reps reps: u32

@@ -262,6 +262,20 @@ where
             })
             .await
         }
+        Contender::Batches(max) => {
+            let consumer = fast(config, value_serde)?;
+            execute(&rd(consumer.base()), task, &mut job, || {
+                Ok(StreamDriver(consumer.batches(max)))
+            })
+            .await
+        }
+        Contender::DedicatedBatches(max) => {
+            let consumer = Arc::new(fast(config, value_serde)?);
+            execute(&rd(consumer.base()), task, &mut job, || {
+                Ok(StreamDriver(consumer.dedicated_batches(max)?))
+            })
+            .await
+        }
         Contender::Legacy => {
             let consumer =
                 consumer_legacy::KafkaConsumer::with_config(config, StringSerde, value_serde)?;
@@ -646,6 +660,22 @@ impl<V: ValueView> Item for Result<Message<String, V>, ConsumerError> {
     fn feed(self, job: &mut Job) -> bool {
         match self {
             Ok(message) => job.message(message.value.as_ref().and_then(ValueView::bytes)),
+            Err(error) => job.error(&error),
+        }
+    }
+}
+
+impl<V: ValueView> Item for Result<Vec<Message<String, V>>, ConsumerError> {
+    #[inline]
+    fn feed(self, job: &mut Job) -> bool {
+        match self {
+            Ok(batch) => {
+                let mut complete = false;
+                for message in batch {
+                    complete = job.message(message.value.as_ref().and_then(ValueView::bytes));
+                }
+                complete
+            }
             Err(error) => job.error(&error),
         }
     }

@@ -37,6 +37,12 @@ pub(crate) enum Contender {
     Buffered(usize),
     /// `consumer_fast::Consumer::dedicated_stream()`: the Dedicated tier.
     Dedicated,
+    /// `consumer_fast::Consumer::batches(n)`: the batch API on the
+    /// Standard and Buffered tiers, `Vec`s of up to `n` messages.
+    Batches(usize),
+    /// `consumer_fast::Consumer::dedicated_batches(n)`: the batch API on the
+    /// Dedicated tier.
+    DedicatedBatches(usize),
     /// The Standard tier as `ConsumerFactory::create` returns it, a
     /// `Box<dyn KafkaStreamConsumer>`: what dynamic dispatch costs.
     DynStandard,
@@ -64,6 +70,8 @@ impl Contender {
             Contender::Buffered(32),
             Contender::Buffered(128),
             Contender::Dedicated,
+            Contender::Batches(256),
+            Contender::DedicatedBatches(256),
             Contender::DynStandard,
             Contender::Java { warm: false },
             Contender::Java { warm: true },
@@ -87,6 +95,8 @@ impl Contender {
             Contender::StandardNoHeaders => "standard-noheaders".to_owned(),
             Contender::Buffered(n) => format!("buffered{n}"),
             Contender::Dedicated => "dedicated".to_owned(),
+            Contender::Batches(n) => format!("batches{n}"),
+            Contender::DedicatedBatches(n) => format!("dedicated-batches{n}"),
             Contender::DynStandard => "dyn".to_owned(),
             Contender::Java { warm: false } => "java-cold".to_owned(),
             Contender::Java { warm: true } => "java-warm".to_owned(),
@@ -112,6 +122,8 @@ impl Contender {
             Contender::StandardNoHeaders => "fast Standard, no headers".to_owned(),
             Contender::Buffered(n) => format!("fast Buffered({n})"),
             Contender::Dedicated => "fast Dedicated".to_owned(),
+            Contender::Batches(n) => format!("fast batches({n})"),
+            Contender::DedicatedBatches(n) => format!("fast Dedicated batches({n})"),
             Contender::DynStandard => "dyn Standard (factory)".to_owned(),
             Contender::Java { warm: false } => "Java KafkaConsumer, cold JVM".to_owned(),
             Contender::Java { warm: true } => "Java KafkaConsumer, warm JVM".to_owned(),

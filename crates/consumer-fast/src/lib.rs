@@ -11,6 +11,11 @@
 //!   polling thread deserializes ahead of the application, into a bounded
 //!   channel.
 //!
+//! Each also hands out batches, `Vec`s of up to `max` ready messages with
+//! their offsets recorded together: [`Consumer::batches`] →
+//! [`KafkaBatches`] (as Standard and Buffered read), and
+//! [`Consumer::dedicated_batches`] → [`DedicatedKafkaBatches`].
+//!
 //! Whatever the tier:
 //!
 //! - **No busy waiting.** Streams are woken by librdkafka's queue non-empty
