@@ -45,7 +45,7 @@ xflags::xflags! {
             optional --only only: String
             /// Run only these contenders, comma-separated (`tier-bench --help` lists them all):
             /// raw, rawconvert, rdstream, legacy, standard, standard-noheaders, buffered32,
-            /// buffered128, dedicated, batches256, dedicated-batches256, dyn, java-cold, java-warm.
+            /// buffered128, dedicated, batches256, dedicated-batches256, dyn, java-cold, java-warm, kcat.
             optional --contenders contenders: String
             /// Repetitions of each throughput run, the median reported (default 3; 1 with `--quick`).
             optional --reps reps: u32

@@ -313,7 +313,71 @@ where
         Contender::Java { .. } => {
             bail!("the Java contender runs in a JVM, not in a tier-bench child")
         }
+        Contender::Kcat => run_kcat(spec),
     }
+}
+
+/// The kcat contender: `kcat -C -G` reads the backlog in a process of its
+/// own, writing each value to `/dev/null`. The clock runs from its start to
+/// its exit (so it includes kcat's start-up and its close, a few
+/// milliseconds); CPU time and peak memory are the kcat process's.
+/// Properties the system's librdkafka does not know (`kcat -X list`) are
+/// left out.
+fn run_kcat(spec: &ChildSpec) -> Result<Measured> {
+    let Task::Backlog { topic, count } = &spec.task else {
+        bail!("kcat runs backlog tasks only");
+    };
+    let known = std::process::Command::new("kcat")
+        .args(["-X", "list"])
+        .output()
+        .context("running kcat -X list (is kcat installed?)")?;
+    let known = String::from_utf8_lossy(&known.stdout).into_owned();
+    let is_known = |property: &str| {
+        known
+            .lines()
+            .any(|line| line.split_whitespace().next() == Some(property))
+    };
+    let mut command = std::process::Command::new("kcat");
+    command
+        .args(["-C", "-q", "-b", &spec.brokers, "-G", &spec.group])
+        .args(["-c", &count.to_string(), "-f", "%s\n"])
+        .args([
+            "-X",
+            "auto.offset.reset=earliest",
+            "-X",
+            "enable.auto.commit=false",
+        ]);
+    for (property, value) in &spec.properties {
+        if is_known(property) {
+            command.arg("-X").arg(format!("{property}={value}"));
+        } else {
+            eprintln!("kcat: leaving out {property}={value}, which its librdkafka does not know");
+        }
+    }
+    command
+        .arg(topic)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let (cpu_before, _) = sys::children_usage();
+    let started = Instant::now();
+    let output = command.output().context("running kcat")?;
+    let seconds = started.elapsed().as_secs_f64();
+    let (cpu_after, peak_rss_kib) = sys::children_usage();
+    if !output.status.success() {
+        bail!(
+            "kcat exited with {}: {}",
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    Ok(Measured {
+        messages: *count,
+        seconds,
+        cpu_s: cpu_after.saturating_sub(cpu_before).as_secs_f64(),
+        peak_rss_kib,
+        ..Measured::default()
+    })
 }
 
 /// How a task subscribes or assigns a contender's consumer.

@@ -21,7 +21,7 @@ usage: tier-bench [--quick] [--brokers HOST:PORT [--broker-name TEXT]] [--reps N
   --contenders LIST     run only these contenders: raw, rawconvert, rdstream, legacy,
                         standard, standard-noheaders, buffered32, buffered128,
                         dedicated, batches256, dedicated-batches256, dyn,
-                        java-cold, java-warm (the default is all of
+                        java-cold, java-warm, kcat (the default is all of
                         them; the Java ones need --java-classpath and a real broker)
   --set PROPERTY=VALUE  an extra librdkafka property for every contender (repeatable)
   --java-classpath CP   the compiled benches/java-consumer and the kafka-clients

@@ -55,6 +55,11 @@ pub(crate) enum Contender {
         /// A measured read after one unmeasured read in the same JVM.
         warm: bool,
     },
+    /// `kcat -C -G` (the librdkafka command-line consumer, Debian package
+    /// `kcat`, linked to the system's librdkafka) writing each value to
+    /// `/dev/null`: the clock runs from its start to its exit. Backlog
+    /// only, when `kcat` is on the `PATH`.
+    Kcat,
 }
 
 impl Contender {
@@ -75,6 +80,7 @@ impl Contender {
             Contender::DynStandard,
             Contender::Java { warm: false },
             Contender::Java { warm: true },
+            Contender::Kcat,
         ]
     }
 
@@ -100,6 +106,7 @@ impl Contender {
             Contender::DynStandard => "dyn".to_owned(),
             Contender::Java { warm: false } => "java-cold".to_owned(),
             Contender::Java { warm: true } => "java-warm".to_owned(),
+            Contender::Kcat => "kcat".to_owned(),
         }
     }
 
@@ -127,6 +134,7 @@ impl Contender {
             Contender::DynStandard => "dyn Standard (factory)".to_owned(),
             Contender::Java { warm: false } => "Java KafkaConsumer, cold JVM".to_owned(),
             Contender::Java { warm: true } => "Java KafkaConsumer, warm JVM".to_owned(),
+            Contender::Kcat => "kcat -G".to_owned(),
         }
     }
 
@@ -134,7 +142,11 @@ impl Contender {
     pub(crate) fn is_ours(self) -> bool {
         !matches!(
             self,
-            Contender::Raw | Contender::RawFromKafka | Contender::RdStream | Contender::Java { .. }
+            Contender::Raw
+                | Contender::RawFromKafka
+                | Contender::RdStream
+                | Contender::Java { .. }
+                | Contender::Kcat
         )
     }
 
@@ -146,7 +158,7 @@ impl Contender {
             Contender::StandardNoHeaders => {
                 matches!(scenario, Scenario::Drain | Scenario::Backlog)
             }
-            Contender::Java { .. } => scenario == Scenario::Backlog,
+            Contender::Java { .. } | Contender::Kcat => scenario == Scenario::Backlog,
             _ => true,
         }
     }
@@ -165,12 +177,15 @@ mod tests {
     }
 
     #[test]
-    fn java_runs_only_in_backlog_and_is_not_ours() {
-        for warm in [false, true] {
-            let java = Contender::Java { warm };
-            assert!(!java.is_ours());
+    fn java_and_kcat_run_only_in_backlog_and_are_not_ours() {
+        for peer in [
+            Contender::Java { warm: false },
+            Contender::Java { warm: true },
+            Contender::Kcat,
+        ] {
+            assert!(!peer.is_ours());
             for scenario in Scenario::ALL {
-                assert_eq!(java.runs_in(scenario), scenario == Scenario::Backlog);
+                assert_eq!(peer.runs_in(scenario), scenario == Scenario::Backlog);
             }
         }
     }

@@ -71,6 +71,10 @@ pub(crate) fn run(options: Options) -> Result<()> {
         println!("note: the Java contenders are skipped: {reason}");
         contenders.retain(|c| !matches!(c, Contender::Java { .. }));
     }
+    if contenders.contains(&Contender::Kcat) && !crate::sys::on_path("kcat") {
+        println!("note: kcat is skipped: it is not installed (Debian package kcat)");
+        contenders.retain(|c| *c != Contender::Kcat);
+    }
 
     let meta = Meta::new(
         &broker,

@@ -4,15 +4,27 @@ use std::time::Duration;
 
 /// CPU time used by this process so far: all threads, user and system.
 pub(crate) fn cpu_time() -> Duration {
+    usage(libc::RUSAGE_SELF).map_or(Duration::ZERO, |(cpu, _)| cpu)
+}
+
+/// The CPU time (user + system) of this process's waited-for children, and
+/// the largest peak resident set size among them in KiB.
+pub(crate) fn children_usage() -> (Duration, u64) {
+    usage(libc::RUSAGE_CHILDREN).unwrap_or((Duration::ZERO, 0))
+}
+
+fn usage(who: libc::c_int) -> Option<(Duration, u64)> {
     // SAFETY: an all-zero `rusage` is a valid value of this plain C struct.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
     // SAFETY: `usage` is a valid, writable `rusage`.
-    let status = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    let status = unsafe { libc::getrusage(who, &mut usage) };
     if status != 0 {
-        return Duration::ZERO;
+        return None;
     }
     let micros = |t: libc::timeval| t.tv_sec as u64 * 1_000_000 + t.tv_usec as u64;
-    Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime))
+    let cpu = Duration::from_micros(micros(usage.ru_utime) + micros(usage.ru_stime));
+    // Linux reports `ru_maxrss` in KiB.
+    Some((cpu, u64::try_from(usage.ru_maxrss).unwrap_or(0)))
 }
 
 /// This process's peak resident set size in KiB (`VmHWM`), 0 if unknown.
@@ -74,6 +86,17 @@ pub(crate) fn git_commit() -> Option<String> {
     }
     let commit = String::from_utf8(output.stdout).ok()?.trim().to_owned();
     (!commit.is_empty()).then_some(commit)
+}
+
+/// Whether `program` is an executable file in a directory of `PATH`.
+pub(crate) fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::env::var_os("PATH").is_some_and(|path| {
+        std::env::split_paths(&path).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|meta| meta.is_file() && meta.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 #[cfg(test)]
