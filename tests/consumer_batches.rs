@@ -188,8 +188,10 @@ struct Order {
 }
 
 /// Records 0-4 and 6-10 are orders, record 5 is not JSON: the batches hold
-/// 0-4, then the error for record 5 comes on its own, then 6-10; the error
-/// counts as delivered, so a commit after all of it covers offset 10.
+/// 0-4, then the error for record 5 comes on its own, then 6-10. A commit
+/// after each batch before the error covers exactly that batch (never the
+/// error the application has not seen yet); the error counts as delivered
+/// once handed out, so a commit after all of it covers offset 10.
 async fn an_error_comes_between_two_batches(implementation: Implementation) {
     let env = env();
     let topic = env.unique_topic("batch-bad");
@@ -224,6 +226,13 @@ async fn an_error_comes_between_two_batches(implementation: Implementation) {
                 assert!(!ids.is_empty(), "an empty batch");
                 if error.is_none() {
                     before.extend(ids);
+                    let next = batch.last().map(|m| m.offset + 1);
+                    consumer.commit().expect("commit");
+                    assert_eq!(
+                        group_committed(&env, &group, &topic).await,
+                        next,
+                        "{implementation:?}: a commit after the batch ending at {before:?} covered more than it"
+                    );
                 } else {
                     after.extend(ids);
                 }

@@ -26,8 +26,12 @@ pub type BatchStream<'a, K, V> =
 /// is handed out).
 ///
 /// This is what [`KafkaStreamConsumer::batches`](crate::KafkaStreamConsumer::batches)
-/// does by default; the fast consumer's tiers batch inside instead, recording
-/// a batch's offsets at once.
+/// does by default; every implementation in this workspace batches inside
+/// instead. One caveat for a stream that records a record's error when it
+/// yields it: an error met after some messages is recorded while this
+/// adapter holds it, so a commit between the batch and the error covers
+/// the error before the application sees it. The workspace's own batch
+/// streams record an error only when they hand it out.
 ///
 /// # Examples
 ///

@@ -1,6 +1,7 @@
 //! [`ConsumerConfig`]: what a service says about its consumer, and which one it gets.
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use rdkafka::config::FromClientConfigAndContext;
 use rdkafka::error::KafkaError;
@@ -8,6 +9,11 @@ use rdkafka::{ClientConfig, ClientContext};
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::error::{ConfigError, ConsumerError};
+
+/// How long a consumer's drop waits for librdkafka's close unless
+/// [`ConsumerConfig::close_timeout_ms`] says otherwise: 30 s, the default of
+/// the Java `KafkaConsumer`'s `close()`.
+pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Which consumer implementation, and in which performance tier.
 ///
@@ -172,6 +178,14 @@ pub struct ConsumerConfig {
     /// (see the performance guide). Not a librdkafka property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read_headers: Option<bool>,
+    /// The longest a consumer's drop waits for librdkafka's close (leaving
+    /// the group, the commit on the last revocation), in milliseconds
+    /// (`None`: [`DEFAULT_CLOSE_TIMEOUT`], as the Java `KafkaConsumer`'s
+    /// `close()`). When it passes, the drop returns and the close goes on
+    /// in the background; see [`close_timeout`](Self::close_timeout). Not a
+    /// librdkafka property.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub close_timeout_ms: Option<u64>,
     /// Any other librdkafka property, by its librdkafka name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[serde(deserialize_with = "scalar_map")]
@@ -219,6 +233,7 @@ impl ConsumerConfig {
             max_partition_fetch_bytes: None,
             isolation_level: None,
             read_headers: None,
+            close_timeout_ms: None,
             extra: BTreeMap::new(),
         }
     }
@@ -227,6 +242,32 @@ impl ConsumerConfig {
     /// [`read_headers`](Self::read_headers) is `Some(false)`.
     pub fn reads_headers(&self) -> bool {
         self.read_headers != Some(false)
+    }
+
+    /// How long a consumer's drop waits for librdkafka's close:
+    /// [`close_timeout_ms`](Self::close_timeout_ms), or
+    /// [`DEFAULT_CLOSE_TIMEOUT`].
+    ///
+    /// Dropping a consumer leaves its group: librdkafka serves the last
+    /// revocation (the revoked partitions' commit) and sends `LeaveGroup`,
+    /// which takes milliseconds with a healthy broker. With the coordinator
+    /// gone or frozen it could take until it answers; after this long the
+    /// drop returns, and the close finishes on a thread of its own (named
+    /// `kafka-close`), which ends when librdkafka's close does. Its group
+    /// then sees this member leave by `session.timeout.ms` at the latest.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use consumer_api::{ConsumerConfig, DEFAULT_CLOSE_TIMEOUT};
+    ///
+    /// let mut config = ConsumerConfig::new("localhost:9092", "billing");
+    /// assert_eq!(config.close_timeout(), DEFAULT_CLOSE_TIMEOUT);
+    /// config.close_timeout_ms = Some(5_000);
+    /// assert_eq!(config.close_timeout(), Duration::from_secs(5));
+    /// ```
+    pub fn close_timeout(&self) -> Duration {
+        self.close_timeout_ms
+            .map_or(DEFAULT_CLOSE_TIMEOUT, Duration::from_millis)
     }
 
     /// Sets the performance tier (builder style).

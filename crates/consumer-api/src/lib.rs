@@ -34,7 +34,9 @@ mod serde;
 mod yaml;
 
 pub use crate::batch::{BatchStream, ReadyBatches};
-pub use crate::config::{AutoOffsetReset, ConsumerConfig, ConsumerTier, IsolationLevel};
+pub use crate::config::{
+    AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel,
+};
 pub use crate::consumer::{KafkaStreamConsumer, MessageStream};
 pub use crate::error::{ConfigError, ConsumerError, PayloadPart};
 pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};

@@ -1,6 +1,7 @@
 //! [`Consumer`]: a `BaseConsumer` that hands out deserialized messages.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::mem::ManuallyDrop;
 use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
@@ -91,10 +92,10 @@ impl<K, V> Polled<K, V> {
 /// # Ok(()) }
 /// ```
 pub struct Consumer<K, V> {
-    // Declared before `base`: this queue reference must be released before the
-    // client is destroyed.
-    queue: QueueHandle,
-    pub(crate) base: BaseConsumer<FastContext>,
+    // Both taken by `Drop`, which releases the queue reference before the
+    // client is destroyed, on a thread bounded by `close_timeout`.
+    queue: ManuallyDrop<QueueHandle>,
+    pub(crate) base: ManuallyDrop<BaseConsumer<FastContext>>,
     /// Every reader waiting for librdkafka's queue, woken by its non-empty
     /// callback.
     pub(crate) wakers: Arc<StreamWakers>,
@@ -126,6 +127,8 @@ pub struct Consumer<K, V> {
     handed_out_unchecked: AtomicU32,
     /// When offsets were last stored for auto-commit.
     stored_at: Mutex<Instant>,
+    /// The longest the drop waits for librdkafka's close.
+    close_timeout: Duration,
 }
 
 impl<K, V> std::fmt::Debug for Consumer<K, V> {
@@ -174,8 +177,8 @@ impl<K, V> Consumer<K, V> {
         let max_poll_interval = max_poll_interval(&base);
         let auto_commit = auto_commit(&base);
         Ok(Consumer {
-            queue,
-            base,
+            queue: ManuallyDrop::new(queue),
+            base: ManuallyDrop::new(base),
             wakers,
             gate: PollGate::default(),
             book,
@@ -191,6 +194,7 @@ impl<K, V> Consumer<K, V> {
             auto_commit,
             handed_out_unchecked: AtomicU32::new(0),
             stored_at: Mutex::new(Instant::now()),
+            close_timeout: consumer_api::DEFAULT_CLOSE_TIMEOUT,
         })
     }
 
@@ -212,7 +216,19 @@ impl<K, V> Consumer<K, V> {
             None => FastContext::new(),
         };
         let base = config.create_with_context(context)?;
-        Ok(Self::new(base, key_serde, value_serde)?.reading_headers(config.reads_headers()))
+        Ok(Self::new(base, key_serde, value_serde)?
+            .reading_headers(config.reads_headers())
+            .closing_within(config.close_timeout()))
+    }
+
+    /// The longest dropping this consumer waits for librdkafka's close
+    /// (builder style; [`ConsumerConfig::close_timeout`] says what that is,
+    /// and what happens when it passes). [`DEFAULT_CLOSE_TIMEOUT`](consumer_api::DEFAULT_CLOSE_TIMEOUT)
+    /// unless set.
+    #[must_use]
+    pub fn closing_within(mut self, timeout: Duration) -> Self {
+        self.close_timeout = timeout;
+        self
     }
 
     /// Whether messages carry their records' headers (builder style; `true`
@@ -816,10 +832,24 @@ impl<K, V> Drop for Consumer<K, V> {
     fn drop(&mut self) {
         // librdkafka commits stored offsets on close when auto-commit is on.
         self.store_recorded_offsets();
-        // Then rdkafka's own drop closes the consumer.
-        crate::revocation::serve_queued_before_close(&self.base, || {
-            let _ = self.base.poll(Duration::ZERO);
-            self.queue.len() > 0
+        // SAFETY: neither field is used again: `drop` takes each once, and
+        // nothing else reads them from here on.
+        let (queue, base) = unsafe {
+            (
+                ManuallyDrop::take(&mut self.queue),
+                ManuallyDrop::take(&mut self.base),
+            )
+        };
+        // What the queue holds is served first (librdkafka #4884, see
+        // `serve_queued_before_close`), then rdkafka's own drop closes the
+        // consumer: both bounded by the close timeout.
+        crate::close::close_within(self.close_timeout, move || {
+            crate::revocation::serve_queued_before_close(&base, || {
+                let _ = base.poll(Duration::ZERO);
+                queue.len() > 0
+            });
+            drop(queue);
+            drop(base);
         });
     }
 }

@@ -64,6 +64,7 @@
 //! # Ok(()) }
 //! ```
 
+mod close;
 mod consumer;
 mod context;
 mod dedicated;
@@ -78,6 +79,7 @@ mod sync;
 mod tiered;
 mod wakers;
 
+pub use crate::close::{CloseOutcome, close_within};
 pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
 pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};

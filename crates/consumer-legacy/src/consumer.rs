@@ -2,6 +2,7 @@
 
 use std::future::Future;
 use std::marker::PhantomData;
+use std::mem::ManuallyDrop;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,37 +22,54 @@ use rdkafka::{Offset, TopicPartitionList};
 
 use crate::builder::ConsumerBuilder;
 use crate::context::{LegacyConsumerContext, LegacyContext, TrackingContext};
-use crate::stream::{LegacyStream, RawRecord, RawStream};
+use crate::stream::{LegacyBatches, LegacyStream, RawRecord, RawStream};
 
-/// The rdkafka consumer underneath, which serves its queue before rdkafka
-/// closes it (see [`consumer_fast::serve_queued_before_close`]).
-struct Inner<C: LegacyConsumerContext>(StreamConsumer<TrackingContext<C>, WakeRuntime>);
+/// The rdkafka consumer underneath, closed within its close timeout: it
+/// serves its queue before rdkafka closes it (see
+/// [`consumer_fast::serve_queued_before_close`]), both on a thread bounded
+/// by [`consumer_fast::close_within`].
+struct Inner<C: LegacyConsumerContext> {
+    consumer: ManuallyDrop<StreamConsumer<TrackingContext<C>, WakeRuntime>>,
+    close_timeout: Duration,
+}
 
 impl<C: LegacyConsumerContext> std::ops::Deref for Inner<C> {
     type Target = StreamConsumer<TrackingContext<C>, WakeRuntime>;
 
     fn deref(&self) -> &Self::Target {
-        &self.0
+        &self.consumer
     }
 }
 
 impl<C: LegacyConsumerContext> Drop for Inner<C> {
     fn drop(&mut self) {
-        let mut stream = self.0.stream();
-        let served = Arc::new(WokenFlag::default());
-        let waker = Waker::from(Arc::clone(&served));
-        let mut cx = Context::from_waker(&waker);
-        consumer_fast::serve_queued_before_close(&self.0, || {
-            served.0.store(false, Ordering::Relaxed);
-            match Pin::new(&mut stream).poll_next(&mut cx) {
-                Poll::Ready(Some(_)) => true,
-                Poll::Ready(None) => false,
-                // rdkafka's stream wakes itself after serving an event
-                // (a rebalance) and stays pending on an empty queue.
-                Poll::Pending => served.0.load(Ordering::Relaxed),
-            }
+        // SAFETY: taken once, here, and not used again.
+        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
+        consumer_fast::close_within(self.close_timeout, move || {
+            serve_queued(&consumer);
+            drop(consumer);
         });
     }
+}
+
+/// Serves what the consumer's queue holds, through its own stream.
+fn serve_queued<C: LegacyConsumerContext>(
+    consumer: &StreamConsumer<TrackingContext<C>, WakeRuntime>,
+) {
+    let mut stream = consumer.stream();
+    let served = Arc::new(WokenFlag::default());
+    let waker = Waker::from(Arc::clone(&served));
+    let mut cx = Context::from_waker(&waker);
+    consumer_fast::serve_queued_before_close(consumer, || {
+        served.0.store(false, Ordering::Relaxed);
+        match Pin::new(&mut stream).poll_next(&mut cx) {
+            Poll::Ready(Some(_)) => true,
+            Poll::Ready(None) => false,
+            // rdkafka's stream wakes itself after serving an event
+            // (a rebalance) and stays pending on an empty queue.
+            Poll::Pending => served.0.load(Ordering::Relaxed),
+        }
+    });
 }
 
 /// A waker that only notes that it was woken.
@@ -278,8 +296,12 @@ where
         if transactional {
             revocation = revocation.without_commit();
         }
-        let consumer =
-            Inner(config.create_with_context(TrackingContext::new(context, revocation))?);
+        let consumer = Inner {
+            consumer: ManuallyDrop::new(
+                config.create_with_context(TrackingContext::new(context, revocation))?,
+            ),
+            close_timeout: config.close_timeout(),
+        };
         tracing::debug!(
             brokers = %config.brokers,
             group_id = %config.group_id,
@@ -367,6 +389,57 @@ where
     /// ```
     pub fn stream(&self) -> LegacyStream<'_, K, V, KS, VS, C> {
         LegacyStream::new(self, self.consumer.stream())
+    }
+
+    /// Batches of up to `max` ready messages (a `max` of 0 counts as 1): a
+    /// [`LegacyBatches`] over the same rdkafka stream as
+    /// [`stream`](Self::stream). It never waits for a batch to fill; an
+    /// error comes on its own, between two batches, and its offset is
+    /// recorded only when it is handed out.
+    pub fn batches(&self, max: usize) -> LegacyBatches<'_, K, V, KS, VS, C> {
+        LegacyBatches::new(self, self.consumer.stream(), max)
+    }
+
+    /// Deserializes a polled record and records it when it deserialized;
+    /// `Err` with the record's error, not recorded, when it did not; `None`
+    /// when it is stale.
+    pub(crate) fn take_for_batch(
+        &self,
+        generation: u64,
+        record: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> Option<Result<Message<K, V>, ConsumerError>> {
+        use rdkafka::Message as _;
+        match Message::decode(
+            record,
+            &self.key_serde,
+            &self.value_serde,
+            self.read_headers,
+        ) {
+            Ok(message) => self
+                .record(
+                    generation,
+                    record.topic(),
+                    record.partition(),
+                    record.offset(),
+                )
+                .then_some(Ok(message)),
+            Err(error) => Some(Err(error)),
+        }
+    }
+
+    /// Records an error polled at `generation` as handed out (a record's
+    /// deserialization error counts as delivered); `false` when its
+    /// partition was revoked or sought since.
+    pub(crate) fn record_error(&self, generation: u64, error: &ConsumerError) -> bool {
+        match error {
+            ConsumerError::Deserialize {
+                topic,
+                partition,
+                offset,
+                ..
+            } => self.record(generation, topic, *partition, *offset),
+            _ => true,
+        }
     }
 
     /// Deserializes and records a polled record; `None` when it is stale.
@@ -726,6 +799,14 @@ where
 {
     fn stream(&self) -> MessageStream<'_, K, V> {
         Box::pin(KafkaConsumer::stream(self))
+    }
+
+    fn batches<'a>(&'a self, max: usize) -> consumer_api::BatchStream<'a, K, V>
+    where
+        K: 'a,
+        V: 'a,
+    {
+        Box::pin(KafkaConsumer::batches(self, max))
     }
 
     fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {

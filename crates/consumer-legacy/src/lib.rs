@@ -106,7 +106,7 @@ mod stream;
 pub use crate::builder::ConsumerBuilder;
 pub use crate::consumer::KafkaConsumer;
 pub use crate::context::{LegacyConsumerContext, LegacyContext, TrackingContext};
-pub use crate::stream::{LegacyStream, RawRecord, RawStream};
+pub use crate::stream::{LegacyBatches, LegacyStream, RawRecord, RawStream};
 
 #[cfg(test)]
 mod tests {

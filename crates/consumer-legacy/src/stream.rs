@@ -101,6 +101,113 @@ where
     }
 }
 
+/// Batches from [`KafkaConsumer::batches`]: up to `max` ready messages per
+/// item, read from rdkafka's stream as [`LegacyStream`] reads them.
+///
+/// It never waits for a batch to fill. A record that cannot be deserialized
+/// ends the batch before it: its error is handed out on its own, next, and
+/// only then recorded, so a commit after a batch never covers an error the
+/// application has not seen.
+///
+/// # Cancel safety
+///
+/// Dropping a pending `next()` loses nothing. Dropping the stream while it
+/// holds an error not yet handed out leaves that record unrecorded: it is
+/// read again after a restart or by the partition's next owner, not
+/// skipped.
+#[must_use = "streams do nothing unless polled"]
+pub struct LegacyBatches<'a, K, V, KS, VS, C: LegacyConsumerContext> {
+    consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
+    raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
+    max: usize,
+    /// An error met after some messages, with the generation it was polled
+    /// at: handed out (and recorded) next.
+    held: Option<(u64, ConsumerError)>,
+}
+
+impl<'a, K, V, KS, VS, C: LegacyConsumerContext> LegacyBatches<'a, K, V, KS, VS, C> {
+    pub(crate) fn new(
+        consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
+        raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
+        max: usize,
+    ) -> Self {
+        LegacyBatches {
+            consumer,
+            raw,
+            max: max.max(1),
+            held: None,
+        }
+    }
+}
+
+impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug
+    for LegacyBatches<'_, K, V, KS, VS, C>
+{
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LegacyBatches")
+            .field("max", &self.max)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<K, V, KS, VS, C> Stream for LegacyBatches<'_, K, V, KS, VS, C>
+where
+    KS: Serde<K>,
+    VS: Serde<V>,
+    C: LegacyConsumerContext,
+{
+    type Item = Result<Vec<Message<K, V>>, ConsumerError>;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = self.get_mut();
+        if let Some((generation, error)) = this.held.take()
+            && this.consumer.record_error(generation, &error)
+        {
+            return Poll::Ready(Some(Err(error)));
+        }
+        let mut batch = Vec::new();
+        while batch.len() < this.max {
+            // Read before polling, as in `LegacyStream`.
+            let generation = this.consumer.book_generation();
+            match Pin::new(&mut this.raw).poll_next(cx) {
+                Poll::Ready(Some(Ok(record))) => {
+                    match this.consumer.take_for_batch(generation, &record) {
+                        Some(Ok(message)) => batch.push(message),
+                        Some(Err(error)) => {
+                            if !batch.is_empty() {
+                                this.held = Some((generation, error));
+                                break;
+                            }
+                            if this.consumer.record_error(generation, &error) {
+                                return Poll::Ready(Some(Err(error)));
+                            }
+                        }
+                        // Its partition was revoked since: the new owner
+                        // reads it.
+                        None => {}
+                    }
+                }
+                Poll::Ready(Some(Err(error))) => {
+                    let error = this.consumer.reported(error);
+                    if batch.is_empty() {
+                        return Poll::Ready(Some(Err(error)));
+                    }
+                    this.held = Some((generation, error));
+                    break;
+                }
+                Poll::Ready(None) if batch.is_empty() => return Poll::Ready(None),
+                // rdkafka's stream registered the waker: it wakes this task.
+                Poll::Ready(None) | Poll::Pending => break,
+            }
+        }
+        if batch.is_empty() {
+            Poll::Pending
+        } else {
+            Poll::Ready(Some(Ok(batch)))
+        }
+    }
+}
+
 /// The stream of [`KafkaConsumer::raw_stream`]: rdkafka's records, each
 /// tagged with when it was polled, for
 /// [`mark_delivered`](KafkaConsumer::mark_delivered).
