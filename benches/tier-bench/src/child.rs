@@ -319,8 +319,10 @@ where
 
 /// The kcat contender: `kcat -C -G` reads the backlog in a process of its
 /// own, writing each value to `/dev/null`. The clock runs from its start to
-/// its exit (so it includes kcat's start-up and its close, a few
-/// milliseconds); CPU time and peak memory are the kcat process's.
+/// its exit, so unlike the others it includes creating the client and
+/// closing it (leaving the group); CPU time and peak memory are the kcat
+/// process's. `count` is what `kcat -c` was asked for: it exits only once
+/// it has read that many.
 /// Properties the system's librdkafka does not know (`kcat -X list`) are
 /// left out.
 fn run_kcat(spec: &ChildSpec) -> Result<Measured> {
@@ -361,15 +363,33 @@ fn run_kcat(spec: &ChildSpec) -> Result<Measured> {
         .stderr(std::process::Stdio::piped());
     let (cpu_before, _) = sys::children_usage();
     let started = Instant::now();
-    let output = command.output().context("running kcat")?;
+    let mut kcat = command.spawn().context("running kcat")?;
+    // Before this child's own watchdog: a kcat that never reads `count`
+    // records would otherwise outlive it and load the machine during the
+    // next runs.
+    let give_up = started + Duration::from_secs(spec.timeout_s.saturating_sub(10).max(10));
+    let status = loop {
+        if let Some(status) = kcat.try_wait()? {
+            break status;
+        }
+        if Instant::now() > give_up {
+            let _ = kcat.kill();
+            let _ = kcat.wait();
+            bail!(
+                "kcat read fewer than {count} records in {:?}",
+                started.elapsed()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    };
     let seconds = started.elapsed().as_secs_f64();
     let (cpu_after, peak_rss_kib) = sys::children_usage();
-    if !output.status.success() {
-        bail!(
-            "kcat exited with {}: {}",
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        );
+    if !status.success() {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = kcat.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        bail!("kcat exited with {status}: {}", stderr.trim());
     }
     Ok(Measured {
         messages: *count,

@@ -21,6 +21,10 @@ use crate::wakers::thread_waker;
 
 /// The most messages the polling thread sends in one batch.
 const BATCH: usize = 256;
+/// The most messages the polling thread sends in one batch for
+/// [`Consumer::dedicated_batches`]: bounds what it decodes ahead, and how
+/// long a seek waits for its gate.
+const MAX_BATCH: usize = 1024;
 /// How many batches may wait in the channel: with `BATCH`, at most 1,024
 /// messages are deserialized ahead of the application.
 const CHANNEL_BATCHES: usize = 4;
@@ -69,8 +73,9 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     /// The Dedicated tier in batches: as
     /// [`dedicated_stream`](Self::dedicated_stream), handing out up to `max`
     /// messages at once (a `max` of 0 counts as 1), their offsets recorded
-    /// together. The polling thread sends batches of up to `max` (at least
-    /// 256) messages, and at most four wait in the channel.
+    /// together. The polling thread sends batches of `max` messages, but
+    /// no fewer than 256 and no more than 1,024 (so a batch handed out holds
+    /// at most 1,024), and at most four wait in the channel.
     ///
     /// # Errors
     ///
@@ -81,7 +86,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     ) -> Result<DedicatedKafkaBatches<K, V>, ConsumerError> {
         let max = max.max(1);
         Ok(DedicatedKafkaBatches {
-            stream: self.start_dedicated(max.max(BATCH))?,
+            stream: self.start_dedicated(max.clamp(BATCH, MAX_BATCH))?,
             max,
         })
     }

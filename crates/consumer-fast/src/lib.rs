@@ -83,7 +83,7 @@ pub use crate::close::{CloseOutcome, close_within};
 pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
 pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};
-pub use crate::offsets::{Deliveries, Delivery, OffsetBook};
+pub use crate::offsets::{Delivery, OffsetBook};
 pub use crate::reason::ErrorReasons;
 pub use crate::revocation::{RevocationPolicy, serve_queued_before_close};
 pub use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};

@@ -95,14 +95,14 @@ struct PartitionOffset {
 /// The offset book held for a run of deliveries, from
 /// [`OffsetBook::deliveries`].
 #[derive(Debug)]
-pub struct Deliveries<'a> {
+pub(crate) struct Deliveries<'a> {
     book: &'a OffsetBook,
     inner: MutexGuard<'a, BookInner>,
 }
 
 impl Deliveries<'_> {
     /// As [`OffsetBook::deliver`], under the lock already held.
-    pub fn deliver(
+    pub(crate) fn deliver(
         &mut self,
         generation: u64,
         topic: &str,
@@ -152,21 +152,9 @@ impl OffsetBook {
 
     /// Holds the book for several [`deliver`](Self::deliver)s in a row (a
     /// batch handed out at once): one lock for all of them. Revocations and
-    /// seeks wait until it is dropped, so keep it for the hand-out only.
-    ///
-    /// ```
-    /// use consumer_fast::{Delivery, OffsetBook};
-    ///
-    /// let book = OffsetBook::new();
-    /// let polled_at = book.generation();
-    /// let mut deliveries = book.deliveries();
-    /// for offset in 0..3 {
-    ///     assert_eq!(deliveries.deliver(polled_at, "orders", 0, offset), Delivery::Deliver);
-    /// }
-    /// drop(deliveries);
-    /// assert_eq!(book.position("orders", 0), Some(3));
-    /// ```
-    pub fn deliveries(&self) -> Deliveries<'_> {
+    /// seeks wait until it is dropped, and any other call on the book from
+    /// the same thread would deadlock: keep it for the hand-out only.
+    pub(crate) fn deliveries(&self) -> Deliveries<'_> {
         Deliveries {
             book: self,
             inner: self.lock(),
@@ -353,6 +341,25 @@ mod tests {
         book.resume("t", 3, 20);
         assert_eq!(book.position("t", 3), Some(20));
         assert_eq!(book.snapshot().count(), 1);
+    }
+
+    #[test]
+    fn deliveries_under_one_lock_record_as_deliver_does() {
+        let book = OffsetBook::new();
+        let before = book.generation();
+        book.invalidate([("t", 1)]);
+        {
+            let mut deliveries = book.deliveries();
+            for offset in 0..3 {
+                assert_eq!(
+                    deliveries.deliver(before, "t", 0, offset),
+                    Delivery::Deliver
+                );
+            }
+            assert_eq!(deliveries.deliver(before, "t", 1, 9), Delivery::Stale);
+        }
+        assert_eq!(book.position("t", 0), Some(3));
+        assert_eq!(book.position("t", 1), None);
     }
 
     #[test]

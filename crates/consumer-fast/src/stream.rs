@@ -24,7 +24,8 @@ impl<'a, K, V> PolledStream<'a, K, V> {
         let batch_size = batch_size.max(1);
         PolledStream {
             consumer,
-            buffer: VecDeque::with_capacity(batch_size),
+            // Grows to `batch_size` only if librdkafka has that much ready.
+            buffer: VecDeque::with_capacity(batch_size.min(1024)),
             batch_size,
             slot: WakerSlot::new(&consumer.wakers),
         }
