@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::{consumer_config, env, take};
+use futures_util::StreamExt;
 use rdkafka::Offset;
 use rdkafka::consumer::Consumer as _;
 use tiered_kafka::api::{ConsumerTier, KafkaStreamConsumer, MessageStream, StringSerde};
@@ -40,6 +41,7 @@ macro_rules! fast_tier_tests {
 
 fast_tier_tests!(
     a_seek_is_never_overtaken_by_an_earlier_poll,
+    a_seek_is_never_overtaken_by_an_earlier_poll_in_batches,
     tier_is_the_tier_read
 );
 
@@ -80,6 +82,49 @@ async fn a_seek_is_never_overtaken_by_an_earlier_poll(tier: ConsumerTier) {
     assert!(
         wrong.is_empty(),
         "{tier:?}: after {} of {SEEKS} seeks to 0 the next message was another \
+         (seek number, offset): {wrong:?}",
+        wrong.len()
+    );
+}
+
+/// The same through `batches(20)`: after each `seek` to 0 returns, the next
+/// batch starts at offset 0. What the tier had polled before the seek (for
+/// Dedicated, up to 256 records of the polling thread's batch) is dropped as
+/// stale inside the batch hand-out, never handed out.
+async fn a_seek_is_never_overtaken_by_an_earlier_poll_in_batches(tier: ConsumerTier) {
+    const SEEKS: usize = 50;
+    let env = env();
+    let topic = env.unique_topic("seek-batches");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 2_000).expect("produce");
+    let mut config = consumer_config(&env, &env.unique_group("seek-batches"));
+    config.fetch_wait_max_ms = Some(10);
+    let consumer =
+        TieredConsumer::with_config(config, tier, Box::new(StringSerde), Box::new(StringSerde))
+            .expect("consumer");
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let mut batches = consumer.batches(20);
+    let mut next_batch = async || match tokio::time::timeout(PATIENCE, batches.next()).await {
+        Ok(Some(Ok(batch))) => batch,
+        other => panic!("{tier:?}: expected a batch, got {other:?}"),
+    };
+    let mut wrong = Vec::new();
+    for seek in 0..SEEKS {
+        for _ in 0..=seek % 5 {
+            next_batch().await;
+        }
+        consumer
+            .consumer()
+            .seek(&topic, 0, Offset::Offset(0), Duration::from_secs(10))
+            .expect("seek");
+        let first = next_batch().await[0].offset;
+        if first != 0 {
+            wrong.push((seek, first));
+        }
+    }
+    assert!(
+        wrong.is_empty(),
+        "{tier:?}: after {} of {SEEKS} seeks to 0 the next batch began elsewhere \
          (seek number, offset): {wrong:?}",
         wrong.len()
     );
