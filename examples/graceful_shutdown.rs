@@ -1,5 +1,6 @@
-//! Graceful shutdown: consume until Ctrl-C, then close the stream, commit
-//! what was handed out, and leave the group, in that order.
+//! Graceful shutdown: consume until Ctrl-C, then drop the stream and close
+//! the consumer with a deadline (`close_blocking`): it commits what was
+//! handed out and leaves the group, and reports how that went.
 //!
 //! `cargo run --example graceful_shutdown` (embedded mock broker), or with
 //! `KAFKA_BROKERS=host:port` for your own. So that it also ends by itself
@@ -52,11 +53,21 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     // The stream first: it stops and joins the polling thread, and hands the
-    // messages it read ahead back to librdkafka. Then commit exactly what was
-    // handed out; dropping the consumer then leaves the group.
+    // messages it read ahead back to librdkafka. Then close: commit exactly
+    // what was handed out and leave the group, within 10 s whatever the
+    // broker does (it blocks, so off the executor).
     drop(messages);
-    consumer.commit()?;
-    drop(consumer);
-    println!("stopped cleanly after {consumed} messages");
+    let report =
+        tokio::task::spawn_blocking(move || consumer.close_blocking(Duration::from_secs(10)))
+            .await?;
+    report.commit?;
+    match report.left_group_in {
+        Some(took) => {
+            println!("stopped cleanly after {consumed} messages; left the group in {took:?}")
+        }
+        None => println!(
+            "stopped after {consumed} messages; leaving the group goes on in the background"
+        ),
+    }
     Ok(())
 }

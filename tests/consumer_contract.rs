@@ -27,6 +27,7 @@ contract_tests!(
     dropping_a_stream_with_a_backlog_skips_nothing,
     every_waiting_stream_is_woken,
     headers_are_read_unless_configured_not_to,
+    close_commits_what_was_handed_out_and_leaves_the_group,
 );
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -664,4 +665,51 @@ async fn headers_are_read_unless_configured_not_to(implementation: Implementatio
         Some(&b"t-1"[..]),
         "{implementation:?}: headers are read by default"
     );
+}
+
+/// `close_blocking` on a healthy broker: the report says the commit and the
+/// leave succeeded, the group's committed offset is the last handed-out
+/// offset + 1 (nothing buffered), and the next member starts there.
+async fn close_commits_what_was_handed_out_and_leaves_the_group(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("close");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 300).expect("produce");
+    let group = env.unique_group("close");
+
+    let consumer = subscribed(
+        implementation,
+        &env,
+        &group,
+        &topic,
+        StringSerde,
+        StringSerde,
+    );
+    let last = {
+        let mut stream = consumer.stream();
+        let taken = take(&mut stream, 30, PATIENCE).await;
+        taken.last().map(|m| m.offset).expect("a message")
+    };
+    let report =
+        tokio::task::spawn_blocking(move || consumer.close_blocking(Duration::from_secs(20)))
+            .await
+            .expect("close");
+    assert!(report.is_clean(), "{implementation:?}: {report:?}");
+    assert_eq!(
+        common::group_committed(&env, &group, &topic).await,
+        Some(last + 1),
+        "{implementation:?}: the close must commit exactly what was handed out"
+    );
+    let next = subscribed(
+        implementation,
+        &env,
+        &group,
+        &topic,
+        StringSerde,
+        StringSerde,
+    );
+    let mut stream = next.stream();
+    let first = take(&mut stream, 1, PATIENCE).await;
+    assert_eq!(first[0].offset, last + 1, "{implementation:?}");
+    println!("{implementation:?}: closed with {report:?}");
 }

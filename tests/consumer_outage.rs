@@ -1,5 +1,6 @@
-//! With the broker gone, dropping a consumer returns within its close
-//! timeout (`ConsumerConfig::close_timeout_ms`), whatever librdkafka's close
+//! With the broker gone, dropping a consumer (or closing it with
+//! `close_blocking`) returns within its close timeout
+//! (`ConsumerConfig::close_timeout_ms`), whatever librdkafka's close
 //! is waiting for: the group coordinator to answer `LeaveGroup`, or a commit
 //! it queued for the coordinator. The close then finishes in the background
 //! once the broker is back.
@@ -12,7 +13,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::{Implementation, build, consumer_config, env, next_within, take};
-use tiered_kafka::api::StringSerde;
+use tiered_kafka::api::{ConsumerTier, StringSerde};
 
 /// The smallest session timeout Apache Kafka accepts by default
 /// (`group.min.session.timeout.ms`): it bounds the commit on revocation,
@@ -55,9 +56,21 @@ fn dropping_a_consumer_of_a_vanished_broker_returns_within_its_close_timeout() {
         // Dropped on a thread of its own, so that a drop that outlasts the
         // bound is reported, and the broker brought back, instead of hanging
         // the whole run.
+        // Half the implementations are dropped, the other half closed with
+        // `close_blocking(CLOSE_TIMEOUT)`: both end the same way, and the
+        // close also commits, which with the broker gone waits its timeout.
+        let close = matches!(
+            implementation,
+            Implementation::Fast(ConsumerTier::Buffered { .. }) | Implementation::Legacy
+        );
         let (dropped, dropped_signal) = std::sync::mpsc::channel();
         let dropper = std::thread::spawn(move || {
-            drop(consumer);
+            if close {
+                let report = consumer.close_blocking(CLOSE_TIMEOUT);
+                println!("{implementation:?}: close_blocking reported {report:?}");
+            } else {
+                drop(consumer);
+            }
             let _ = dropped.send(());
         });
         let within_bound = dropped_signal.recv_timeout(CLOSE_TIMEOUT + MARGIN).is_ok();

@@ -1,6 +1,7 @@
 //! [`KafkaStreamConsumer`]: the one API every implementation offers.
 
 use std::pin::Pin;
+use std::time::Duration;
 
 use futures_core::Stream;
 use rdkafka::TopicPartitionList;
@@ -14,6 +15,29 @@ use crate::message::Message;
 /// the trait stays object safe, `Send` so that it can move to a task.
 pub type MessageStream<'a, K, V> =
     Pin<Box<dyn Stream<Item = Result<Message<K, V>, ConsumerError>> + Send + 'a>>;
+
+/// What closing a consumer did, from `close_blocking`: whether the final
+/// commit and leaving the group succeeded within the timeout.
+#[derive(Debug)]
+#[must_use = "a close can fail to commit; look at the report"]
+pub struct CloseReport {
+    /// The final commit of what was handed out: `Ok` when the broker
+    /// confirmed it (or there was nothing to commit), else why not (the
+    /// timeout passed first: `OperationTimedOut`; the coordinator refused).
+    pub commit: Result<(), ConsumerError>,
+    /// How long librdkafka's close (the last revocation, `LeaveGroup`)
+    /// took; `None` when the timeout passed first and the close goes on in
+    /// the background (see `ConsumerConfig::close_timeout`).
+    pub left_group_in: Option<Duration>,
+}
+
+impl CloseReport {
+    /// Whether the final commit succeeded and the consumer left its group
+    /// within the timeout.
+    pub fn is_clean(&self) -> bool {
+        self.commit.is_ok() && self.left_group_in.is_some()
+    }
+}
 
 /// A Kafka consumer that hands out deserialized messages as a stream, whatever
 /// the implementation behind it.
@@ -109,6 +133,26 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     ///
     /// [`ConsumerError::Kafka`] when librdkafka cannot tell.
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError>;
+
+    /// Commits what was handed out, leaves the group and closes the
+    /// consumer, returning within `timeout` whatever the broker does, with
+    /// a report of what succeeded. It blocks the calling thread for up to
+    /// `timeout`: from async code, call it in `spawn_blocking`. Dropping
+    /// the consumer does the same without the commit, with
+    /// `ConsumerConfig::close_timeout`.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use consumer_api::KafkaStreamConsumer;
+    ///
+    /// fn shut_down(consumer: Box<dyn KafkaStreamConsumer<String, Vec<u8>>>) {
+    ///     let report = consumer.close_blocking(Duration::from_secs(5));
+    ///     if !report.is_clean() {
+    ///         eprintln!("closed with trouble: {report:?}");
+    ///     }
+    /// }
+    /// ```
+    fn close_blocking(self: Box<Self>, timeout: Duration) -> CloseReport;
 
     /// Which implementation this is: `None` for the legacy `StreamConsumer`,
     /// otherwise the fast consumer's tier. Handy for a startup log line.

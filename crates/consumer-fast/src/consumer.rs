@@ -129,6 +129,8 @@ pub struct Consumer<K, V> {
     stored_at: Mutex<Instant>,
     /// The longest the drop waits for librdkafka's close.
     close_timeout: Duration,
+    /// `queue` and `base` were taken by [`shut_down`](Self::shut_down).
+    shut: bool,
 }
 
 impl<K, V> std::fmt::Debug for Consumer<K, V> {
@@ -195,6 +197,7 @@ impl<K, V> Consumer<K, V> {
             handed_out_unchecked: AtomicU32::new(0),
             stored_at: Mutex::new(Instant::now()),
             close_timeout: consumer_api::DEFAULT_CLOSE_TIMEOUT,
+            shut: false,
         })
     }
 
@@ -828,29 +831,88 @@ fn first_offsets(records: impl Iterator<Item = (String, i32, i64)>) -> TopicPart
     list
 }
 
-impl<K, V> Drop for Consumer<K, V> {
-    fn drop(&mut self) {
+impl<K, V> Consumer<K, V> {
+    /// Commits what was handed out, leaves the group and closes the
+    /// consumer, returning within `timeout` whatever the broker does: the
+    /// commit waits for the broker's answer at most `timeout`, and
+    /// librdkafka's close what is left of it (see
+    /// [`ConsumerConfig::close_timeout`] for what happens when it passes).
+    ///
+    /// It blocks the calling thread: from async code, call it in
+    /// `spawn_blocking`. A consumer read through a Dedicated stream is
+    /// closed once the stream is dropped and the `Arc` unwrapped
+    /// (`Arc::try_unwrap`).
+    ///
+    /// ```no_run
+    /// # use consumer_fast::Consumer;
+    /// # fn run(consumer: Consumer<String, Vec<u8>>) {
+    /// use std::time::Duration;
+    ///
+    /// let report = consumer.close_blocking(Duration::from_secs(5));
+    /// if let Err(error) = &report.commit {
+    ///     eprintln!("the last offsets were not committed: {error}");
+    /// }
+    /// # }
+    /// ```
+    pub fn close_blocking(mut self, timeout: Duration) -> consumer_api::CloseReport {
+        let deadline = Instant::now() + timeout;
+        let commit = self.commit_bounded(timeout);
+        let outcome = self.shut_down(deadline.saturating_duration_since(Instant::now()));
+        consumer_api::CloseReport {
+            commit,
+            left_group_in: match outcome {
+                crate::close::CloseOutcome::Closed(took) => Some(took),
+                crate::close::CloseOutcome::StillClosing => None,
+            },
+        }
+    }
+
+    /// [`commit`](Self::commit), waiting at most `timeout` for the broker.
+    pub(crate) fn commit_bounded(&self, timeout: Duration) -> Result<(), ConsumerError> {
+        let offsets = self.book.snapshot();
+        if offsets.count() == 0 {
+            return Ok(());
+        }
+        self.store(&offsets);
+        match crate::revocation::commit_within(&*self.base, &offsets, timeout) {
+            Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Closes the client within `timeout`, once: what the queue holds is
+    /// served first (librdkafka #4884, see `serve_queued_before_close`),
+    /// then rdkafka's own drop closes the consumer, both on a `kafka-close`
+    /// thread bounded by `timeout`.
+    fn shut_down(&mut self, timeout: Duration) -> crate::close::CloseOutcome {
+        if std::mem::replace(&mut self.shut, true) {
+            return crate::close::CloseOutcome::Closed(Duration::ZERO);
+        }
         // librdkafka commits stored offsets on close when auto-commit is on.
         self.store_recorded_offsets();
-        // SAFETY: neither field is used again: `drop` takes each once, and
-        // nothing else reads them from here on.
+        // SAFETY: taken once (`shut` guards it), and neither field is read
+        // again: `shut_down` runs from `close_blocking`, which consumes the
+        // consumer, or from `drop`.
         let (queue, base) = unsafe {
             (
                 ManuallyDrop::take(&mut self.queue),
                 ManuallyDrop::take(&mut self.base),
             )
         };
-        // What the queue holds is served first (librdkafka #4884, see
-        // `serve_queued_before_close`), then rdkafka's own drop closes the
-        // consumer: both bounded by the close timeout.
-        crate::close::close_within(self.close_timeout, move || {
+        crate::close::close_within(timeout, move || {
             crate::revocation::serve_queued_before_close(&base, || {
                 let _ = base.poll(Duration::ZERO);
                 queue.len() > 0
             });
             drop(queue);
             drop(base);
-        });
+        })
+    }
+}
+
+impl<K, V> Drop for Consumer<K, V> {
+    fn drop(&mut self) {
+        self.shut_down(self.close_timeout);
     }
 }
 
@@ -877,6 +939,10 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
         Consumer::current_offsets(self)
+    }
+
+    fn close_blocking(self: Box<Self>, timeout: Duration) -> consumer_api::CloseReport {
+        Consumer::close_blocking(*self, timeout)
     }
 
     /// The tier of the stream opened last on this consumer (Standard, which

@@ -85,6 +85,6 @@ pub use crate::context::FastContext;
 pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};
 pub use crate::offsets::{Delivery, OffsetBook};
 pub use crate::reason::ErrorReasons;
-pub use crate::revocation::{RevocationPolicy, serve_queued_before_close};
+pub use crate::revocation::{RevocationPolicy, commit_within, serve_queued_before_close};
 pub use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};
 pub use crate::tiered::TieredConsumer;

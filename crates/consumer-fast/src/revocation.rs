@@ -6,7 +6,7 @@ use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
-use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
@@ -323,14 +323,20 @@ pub fn serve_queued_before_close<C: ConsumerContext>(
     }
 }
 
-/// Commits `offsets` and waits up to `timeout` for the broker's answer.
+/// Commits `offsets` and waits up to `timeout` for the broker's answer:
+/// `ConsumerCommit(OperationTimedOut)` when none came in time (the commit
+/// may still be applied later).
 ///
 /// rdkafka's synchronous commit waits without limit, and a broker that
 /// accepts connections but does not answer (a network partition, a frozen
 /// process) would hold the revocation, and with it `poll_next` or `drop`,
-/// forever.
-fn commit_within<C: ConsumerContext>(
-    consumer: &BaseConsumer<C>,
+/// forever. Shared with `consumer-legacy`, whose close commits with it.
+///
+/// # Errors
+///
+/// The broker's refusal, or the timeout, as a [`KafkaError::ConsumerCommit`].
+pub fn commit_within<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
     offsets: &TopicPartitionList,
     timeout: Duration,
 ) -> Result<(), KafkaError> {

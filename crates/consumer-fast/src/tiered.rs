@@ -2,10 +2,11 @@
 //! [`KafkaStreamConsumer`] trait.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use consumer_api::{
-    BatchStream, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
-    MessageStream, Serde, TopicPartitionList,
+    BatchStream, CloseReport, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer,
+    Message, MessageStream, Serde, TopicPartitionList,
 };
 
 use crate::consumer::Consumer;
@@ -120,6 +121,20 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
         self.consumer.current_offsets()
+    }
+
+    /// Closes the consumer as [`Consumer::close_blocking`] does. If the
+    /// application still holds a clone of [`consumer`](Self::consumer), the
+    /// commit is made (within `timeout`) and the close happens when that
+    /// clone is dropped: `left_group_in` is then `None`.
+    fn close_blocking(self: Box<Self>, timeout: Duration) -> CloseReport {
+        match Arc::try_unwrap(self.consumer) {
+            Ok(consumer) => consumer.close_blocking(timeout),
+            Err(shared) => CloseReport {
+                commit: shared.commit_bounded(timeout),
+                left_group_in: None,
+            },
+        }
     }
 
     fn tier(&self) -> Option<ConsumerTier> {

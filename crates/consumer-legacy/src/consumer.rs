@@ -31,6 +31,25 @@ use crate::stream::{LegacyBatches, LegacyStream, RawRecord, RawStream};
 struct Inner<C: LegacyConsumerContext> {
     consumer: ManuallyDrop<StreamConsumer<TrackingContext<C>, WakeRuntime>>,
     close_timeout: Duration,
+    /// `consumer` was taken by [`shut_down`](Self::shut_down).
+    shut: bool,
+}
+
+impl<C: LegacyConsumerContext> Inner<C> {
+    /// Closes the client within `timeout`, once.
+    fn shut_down(&mut self, timeout: Duration) -> consumer_fast::CloseOutcome {
+        if std::mem::replace(&mut self.shut, true) {
+            return consumer_fast::CloseOutcome::Closed(Duration::ZERO);
+        }
+        // SAFETY: taken once (`shut` guards it) and not read again: this
+        // runs from `KafkaConsumer::close_blocking`, which consumes the
+        // consumer, or from `drop`.
+        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
+        consumer_fast::close_within(timeout, move || {
+            serve_queued(&consumer);
+            drop(consumer);
+        })
+    }
 }
 
 impl<C: LegacyConsumerContext> std::ops::Deref for Inner<C> {
@@ -43,12 +62,7 @@ impl<C: LegacyConsumerContext> std::ops::Deref for Inner<C> {
 
 impl<C: LegacyConsumerContext> Drop for Inner<C> {
     fn drop(&mut self) {
-        // SAFETY: taken once, here, and not used again.
-        let consumer = unsafe { ManuallyDrop::take(&mut self.consumer) };
-        consumer_fast::close_within(self.close_timeout, move || {
-            serve_queued(&consumer);
-            drop(consumer);
-        });
+        self.shut_down(self.close_timeout);
     }
 }
 
@@ -301,6 +315,7 @@ where
                 config.create_with_context(TrackingContext::new(context, revocation))?,
             ),
             close_timeout: config.close_timeout(),
+            shut: false,
         };
         tracing::debug!(
             brokers = %config.brokers,
@@ -687,6 +702,38 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         }
     }
 
+    /// Commits what was handed out (unless the consumer is transactional:
+    /// its offsets go with the producer's transaction), leaves the group and
+    /// closes the consumer, returning within `timeout` whatever the broker
+    /// does: as [`consumer_fast::Consumer::close_blocking`]. It blocks the
+    /// calling thread: from async code, call it in `spawn_blocking`.
+    pub fn close_blocking(mut self, timeout: Duration) -> consumer_api::CloseReport {
+        let deadline = Instant::now() + timeout;
+        let commit = if self.transactional {
+            Ok(())
+        } else {
+            let offsets = self.consumer.context().book.snapshot();
+            if offsets.count() == 0 {
+                Ok(())
+            } else {
+                match consumer_fast::commit_within(&*self.consumer, &offsets, timeout) {
+                    Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
+                    Err(error) => Err(error.into()),
+                }
+            }
+        };
+        let outcome = self
+            .consumer
+            .shut_down(deadline.saturating_duration_since(Instant::now()));
+        consumer_api::CloseReport {
+            commit,
+            left_group_in: match outcome {
+                consumer_fast::CloseOutcome::Closed(took) => Some(took),
+                consumer_fast::CloseOutcome::StillClosing => None,
+            },
+        }
+    }
+
     /// The position of each assigned partition: the offset of the next message
     /// the application will be handed (`Offset::Invalid` where it has been
     /// handed none yet). For a transactional consumer, the offsets to pass to
@@ -807,6 +854,10 @@ where
         V: 'a,
     {
         Box::pin(KafkaConsumer::batches(self, max))
+    }
+
+    fn close_blocking(self: Box<Self>, timeout: Duration) -> consumer_api::CloseReport {
+        KafkaConsumer::close_blocking(*self, timeout)
     }
 
     fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
