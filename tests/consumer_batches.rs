@@ -9,7 +9,7 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Implementation, coordinates, env, group_committed, subscribed};
+use common::{Implementation, Order, coordinates, env, group_committed, subscribed};
 use futures_util::StreamExt;
 use kafka_test_env::TestRecord;
 use tiered_kafka::api::{BatchStream, ConsumerError, JsonSerde, Message, PayloadPart, StringSerde};
@@ -180,11 +180,6 @@ async fn a_commit_covers_the_batches_handed_out_and_nothing_buffered(
         "{implementation:?}: committed {} after {handed_out} messages in batches of at most 50",
         last_handed_out + 1
     );
-}
-
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
-struct Order {
-    id: u32,
 }
 
 /// Records 0-4 and 6-10 are orders, record 5 is not JSON: the batches hold

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    Implementation, build, consumer_config, coordinates, env, next_within, subscribed, take,
+    Implementation, Order, build, consumer_config, coordinates, env, next_within, subscribed, take,
 };
 use futures_util::StreamExt;
 use kafka_test_env::TestRecord;
@@ -187,11 +187,6 @@ fn check_positions_match(positions: &TopicPartitionList, yielded: &[(i32, i64)])
             "position of partition {partition}"
         );
     }
-}
-
-#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
-struct Order {
-    id: u32,
 }
 
 /// A key or value that does not deserialize is one `Deserialize` error naming

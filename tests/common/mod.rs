@@ -18,6 +18,13 @@ use tiered_kafka::api::{
 };
 use tiered_kafka::fast::TieredConsumer;
 
+/// A JSON value the tests decode with `JsonSerde`: `{"id": 7}`.
+#[derive(Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Order {
+    /// The order's number.
+    pub id: u32,
+}
+
 /// The broker `KAFKA_TEST_BROKER` names (the embedded mock by default).
 pub fn env() -> KafkaTestEnv {
     init_logging();
