@@ -28,6 +28,7 @@ contract_tests!(
     every_waiting_stream_is_woken,
     headers_are_read_unless_configured_not_to,
     close_commits_what_was_handed_out_and_leaves_the_group,
+    a_thousand_async_commits_interleaved_with_reading_all_resolve,
 );
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -707,4 +708,49 @@ async fn close_commits_what_was_handed_out_and_leaves_the_group(implementation: 
     let first = take(&mut stream, 1, PATIENCE).await;
     assert_eq!(first[0].offset, last + 1, "{implementation:?}");
     println!("{implementation:?}: closed with {report:?}");
+}
+
+/// 1,000 `commit_async` calls awaited between reads of a 2,000-record
+/// backlog (one after every second message): every one resolves `Ok`, and
+/// the group's committed offset is the last handed-out offset + 1.
+async fn a_thousand_async_commits_interleaved_with_reading_all_resolve(
+    implementation: Implementation,
+) {
+    let env = env();
+    let topic = env.unique_topic("commit-async");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 2_000).expect("produce");
+    let group = env.unique_group("commit-async");
+    let consumer = subscribed(
+        implementation,
+        &env,
+        &group,
+        &topic,
+        StringSerde,
+        StringSerde,
+    );
+    let mut stream = consumer.stream();
+    let mut commits = 0;
+    let mut last = None;
+    let started = std::time::Instant::now();
+    while commits < 1_000 {
+        let pair = take(&mut stream, 2, PATIENCE).await;
+        last = pair.last().map(|m| m.offset);
+        tokio::time::timeout(PATIENCE, consumer.commit_async())
+            .await
+            .unwrap_or_else(|_| panic!("{implementation:?}: commit {commits} did not resolve"))
+            .unwrap_or_else(|e| panic!("{implementation:?}: commit {commits} failed: {e}"));
+        commits += 1;
+    }
+    let last = last.expect("a message");
+    assert_eq!(last, 1_999, "{implementation:?}");
+    assert_eq!(
+        common::group_committed(&env, &group, &topic).await,
+        Some(last + 1),
+        "{implementation:?}"
+    );
+    println!(
+        "{implementation:?}: {commits} async commits resolved in {:?}",
+        started.elapsed()
+    );
 }

@@ -16,6 +16,11 @@ use crate::message::Message;
 pub type MessageStream<'a, K, V> =
     Pin<Box<dyn Stream<Item = Result<Message<K, V>, ConsumerError>> + Send + 'a>>;
 
+/// A commit in flight, from
+/// [`KafkaStreamConsumer::commit_async`]: resolves with the broker's answer.
+pub type CommitAsync<'a> =
+    Pin<Box<dyn std::future::Future<Output = Result<(), ConsumerError>> + Send + 'a>>;
+
 /// What closing a consumer did, from `close_blocking`: whether the final
 /// commit and leaving the group succeeded within the timeout.
 #[derive(Debug)]
@@ -125,6 +130,29 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     /// [`ConsumerError::Kafka`] when the broker refuses or cannot be reached.
     /// Committing with nothing new to commit is not an error.
     fn commit(&self) -> Result<(), ConsumerError>;
+
+    /// Commits the offsets of the messages yielded so far without blocking
+    /// the calling thread: the commit is sent at once, and the returned
+    /// future resolves with the broker's answer (`Ok`, or the error it
+    /// answered: a revoked partition, the coordinator gone). Nothing to
+    /// commit resolves `Ok` at once. [`commit`](Self::commit) is the same,
+    /// blocking until the answer.
+    ///
+    /// ```no_run
+    /// use consumer_api::KafkaStreamConsumer;
+    /// use futures_util::StreamExt;
+    ///
+    /// async fn run(consumer: &dyn KafkaStreamConsumer<String, Vec<u8>>) {
+    ///     let mut messages = consumer.stream();
+    ///     while let Some(Ok(message)) = messages.next().await {
+    ///         println!("{message}");
+    ///         if let Err(error) = consumer.commit_async().await {
+    ///             eprintln!("commit failed, read on: {error}");
+    ///         }
+    ///     }
+    /// }
+    /// ```
+    fn commit_async(&self) -> CommitAsync<'_>;
 
     /// The position of each assigned partition: the offset of the next message
     /// this consumer will read there (`Offset::Invalid` before the first read).

@@ -37,7 +37,7 @@ pub use crate::batch::{BatchStream, ReadyBatches};
 pub use crate::config::{
     AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel,
 };
-pub use crate::consumer::{CloseReport, KafkaStreamConsumer, MessageStream};
+pub use crate::consumer::{CloseReport, CommitAsync, KafkaStreamConsumer, MessageStream};
 pub use crate::error::{ConfigError, ConsumerError, PayloadPart};
 pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};
 pub use crate::serde::{BytesSerde, JsonSerde, Serde, SerdeError, StringSerde};

@@ -291,6 +291,26 @@ impl<K, V> Consumer<K, V> {
         }
     }
 
+    /// Commits the offsets of every message handed out so far, as
+    /// [`commit`](Self::commit) does, without blocking: the returned future
+    /// resolves with the broker's answer.
+    ///
+    /// ```no_run
+    /// # use consumer_fast::Consumer;
+    /// # async fn run(consumer: Consumer<String, Vec<u8>>) {
+    /// if let Err(error) = consumer.commit_async().await {
+    ///     eprintln!("the commit failed: {error}");
+    /// }
+    /// # }
+    /// ```
+    pub fn commit_async(&self) -> crate::CommitFuture<'_> {
+        let offsets = self.book.snapshot();
+        if offsets.count() > 0 {
+            self.store(&offsets);
+        }
+        crate::CommitFuture::start(&*self.base, &offsets)
+    }
+
     /// Hands librdkafka the recorded offsets, so that its auto-commit (when
     /// enabled) and its commit on close cover what the application has seen.
     pub(crate) fn store_recorded_offsets(&self) {
@@ -943,6 +963,10 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
 
     fn close_blocking(self: Box<Self>, timeout: Duration) -> consumer_api::CloseReport {
         Consumer::close_blocking(*self, timeout)
+    }
+
+    fn commit_async(&self) -> consumer_api::CommitAsync<'_> {
+        Box::pin(Consumer::commit_async(self))
     }
 
     /// The tier of the stream opened last on this consumer (Standard, which

@@ -65,6 +65,7 @@
 //! ```
 
 mod close;
+mod commit;
 mod consumer;
 mod context;
 mod dedicated;
@@ -80,6 +81,7 @@ mod tiered;
 mod wakers;
 
 pub use crate::close::{CloseOutcome, close_within};
+pub use crate::commit::CommitFuture;
 pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
 pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};

@@ -119,6 +119,10 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
         self.consumer.commit()
     }
 
+    fn commit_async(&self) -> consumer_api::CommitAsync<'_> {
+        Box::pin(self.consumer.commit_async())
+    }
+
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
         self.consumer.current_offsets()
     }

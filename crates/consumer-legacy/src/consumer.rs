@@ -702,6 +702,21 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         }
     }
 
+    /// Commits, as [`commit`](Self::commit) does, without blocking: the
+    /// returned future resolves with the broker's answer. A transactional
+    /// consumer's resolves with the same `Misuse` error as `commit`.
+    pub fn commit_async(&self) -> consumer_fast::CommitFuture<'_> {
+        if self.transactional {
+            return consumer_fast::CommitFuture::ready(Err(ConsumerError::Misuse(
+                "a transactional consumer's offsets are committed with the producer's \
+                 send_offsets_to_transaction (see KafkaConsumer::current_offsets)"
+                    .to_owned(),
+            )));
+        }
+        let offsets = self.consumer.context().book.snapshot();
+        consumer_fast::CommitFuture::start(&*self.consumer, &offsets)
+    }
+
     /// Commits what was handed out (unless the consumer is transactional:
     /// its offsets go with the producer's transaction), leaves the group and
     /// closes the consumer, returning within `timeout` whatever the broker
@@ -858,6 +873,10 @@ where
 
     fn close_blocking(self: Box<Self>, timeout: Duration) -> consumer_api::CloseReport {
         KafkaConsumer::close_blocking(*self, timeout)
+    }
+
+    fn commit_async(&self) -> consumer_api::CommitAsync<'_> {
+        Box::pin(KafkaConsumer::commit_async(self))
     }
 
     fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
