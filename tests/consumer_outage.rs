@@ -67,11 +67,13 @@ fn dropping_a_consumer_of_a_vanished_broker_returns_within_its_close_timeout() {
         let dropper = std::thread::spawn(move || {
             if close {
                 let report = consumer.close_blocking(CLOSE_TIMEOUT);
-                println!("{implementation:?}: close_blocking reported {report:?}");
+                let _ = dropped.send(());
+                Some(report)
             } else {
                 drop(consumer);
+                let _ = dropped.send(());
+                None
             }
-            let _ = dropped.send(());
         });
         let within_bound = dropped_signal.recv_timeout(CLOSE_TIMEOUT + MARGIN).is_ok();
         let drop_time = started.elapsed();
@@ -93,6 +95,12 @@ fn dropping_a_consumer_of_a_vanished_broker_returns_within_its_close_timeout() {
             );
         }
         println!("{implementation:?}: dropped in {drop_time:?} with the broker gone");
-        dropper.join().expect("the dropping thread");
+        if let Some(report) = dropper.join().expect("the dropping thread") {
+            println!("{implementation:?}: close_blocking reported {report:?}");
+            assert!(
+                report.commit.is_err(),
+                "{implementation:?}: a commit with the broker gone cannot be confirmed: {report:?}"
+            );
+        }
     }
 }

@@ -21,6 +21,18 @@ pub fn thread_count() -> usize {
         .count()
 }
 
+/// How many threads of this process are named `name`.
+pub fn threads_named(name: &str) -> usize {
+    std::fs::read_dir("/proc/self/task")
+        .expect("/proc/self/task")
+        .filter_map(Result::ok)
+        .filter(|task| {
+            std::fs::read_to_string(task.path().join("comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .count()
+}
+
 /// Resident memory of the process `pid` (`self` for this one), in bytes.
 pub fn resident_bytes(pid: &str) -> u64 {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).expect("/proc/PID/statm");

@@ -27,12 +27,16 @@ pub type CommitAsync<'a> =
 #[must_use = "a close can fail to commit; look at the report"]
 pub struct CloseReport {
     /// The final commit of what was handed out: `Ok` when the broker
-    /// confirmed it (or there was nothing to commit), else why not (the
-    /// timeout passed first: `OperationTimedOut`; the coordinator refused).
+    /// confirmed it (or there was nothing to commit, as always for a
+    /// transactional legacy consumer, whose offsets go with its producer's
+    /// transaction), else why not (the timeout passed first:
+    /// `OperationTimedOut`; the coordinator refused).
     pub commit: Result<(), ConsumerError>,
     /// How long librdkafka's close (the last revocation, `LeaveGroup`)
-    /// took; `None` when the timeout passed first and the close goes on in
-    /// the background (see `ConsumerConfig::close_timeout`).
+    /// took; `None` when it did not finish: the timeout passed first and it
+    /// goes on in the background (see `ConsumerConfig::close_timeout`), it
+    /// panicked, or (a `TieredConsumer` whose consumer is still shared) it
+    /// waits for the last clone.
     pub left_group_in: Option<Duration>,
 }
 
@@ -166,8 +170,10 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     /// consumer, returning within `timeout` whatever the broker does, with
     /// a report of what succeeded. It blocks the calling thread for up to
     /// `timeout`: from async code, call it in `spawn_blocking`. Dropping
-    /// the consumer does the same without the commit, with
-    /// `ConsumerConfig::close_timeout`.
+    /// the consumer closes it too, within `ConsumerConfig::close_timeout`,
+    /// and its close also commits what was handed out (through the commit
+    /// on revocation), but without a bound of its own on that commit and
+    /// without a report.
     ///
     /// ```no_run
     /// use std::time::Duration;

@@ -11,6 +11,19 @@ pub enum CloseOutcome {
     /// The deadline passed first: the close goes on, on its `kafka-close`
     /// thread, which ends when the close does.
     StillClosing,
+    /// The close panicked (a rebalance hook of the application's, a log
+    /// layer): the client was dropped by the unwind.
+    Panicked,
+}
+
+impl CloseOutcome {
+    /// How long the close took, if it finished (without panicking).
+    pub fn closed_in(self) -> Option<Duration> {
+        match self {
+            CloseOutcome::Closed(took) => Some(took),
+            CloseOutcome::StillClosing | CloseOutcome::Panicked => None,
+        }
+    }
 }
 
 /// Runs `close` (the end of an rdkafka consumer: serving what its queue
@@ -57,12 +70,13 @@ pub fn close_within(timeout: Duration, close: impl FnOnce() + Send + 'static) ->
         }
     };
     match finished.recv_timeout(timeout) {
-        Ok(()) | Err(RecvTimeoutError::Disconnected) => {
-            if closer.join().is_err() {
+        Ok(()) | Err(RecvTimeoutError::Disconnected) => match closer.join() {
+            Ok(()) => CloseOutcome::Closed(started.elapsed()),
+            Err(_) => {
                 tracing::error!("closing the consumer panicked");
+                CloseOutcome::Panicked
             }
-            CloseOutcome::Closed(started.elapsed())
-        }
+        },
         Err(RecvTimeoutError::Timeout) => {
             tracing::warn!(
                 ?timeout,

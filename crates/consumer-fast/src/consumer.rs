@@ -92,8 +92,9 @@ impl<K, V> Polled<K, V> {
 /// # Ok(()) }
 /// ```
 pub struct Consumer<K, V> {
-    // Both taken by `Drop`, which releases the queue reference before the
-    // client is destroyed, on a thread bounded by `close_timeout`.
+    // Both taken by `shut_down` (from `close_blocking` or `Drop`), which
+    // releases the queue reference before the client is destroyed, on a
+    // thread bounded by the close timeout.
     queue: ManuallyDrop<QueueHandle>,
     pub(crate) base: ManuallyDrop<BaseConsumer<FastContext>>,
     /// Every reader waiting for librdkafka's queue, woken by its non-empty
@@ -875,15 +876,12 @@ impl<K, V> Consumer<K, V> {
     /// # }
     /// ```
     pub fn close_blocking(mut self, timeout: Duration) -> consumer_api::CloseReport {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         let commit = self.commit_bounded(timeout);
-        let outcome = self.shut_down(deadline.saturating_duration_since(Instant::now()));
+        let outcome = self.shut_down(timeout.saturating_sub(started.elapsed()));
         consumer_api::CloseReport {
             commit,
-            left_group_in: match outcome {
-                crate::close::CloseOutcome::Closed(took) => Some(took),
-                crate::close::CloseOutcome::StillClosing => None,
-            },
+            left_group_in: outcome.closed_in(),
         }
     }
 
@@ -919,12 +917,16 @@ impl<K, V> Consumer<K, V> {
                 ManuallyDrop::take(&mut self.base),
             )
         };
+        // Released here, while the client is alive: the closing thread takes
+        // its own, a local it drops before the client whatever happens.
+        drop(queue);
         crate::close::close_within(timeout, move || {
-            crate::revocation::serve_queued_before_close(&base, || {
-                let _ = base.poll(Duration::ZERO);
-                queue.len() > 0
-            });
-            drop(queue);
+            if let Some(queue) = QueueHandle::of(&base) {
+                crate::revocation::serve_queued_before_close(&base, || {
+                    let _ = base.poll(Duration::ZERO);
+                    queue.len() > 0
+                });
+            }
             drop(base);
         })
     }

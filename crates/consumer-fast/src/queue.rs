@@ -29,9 +29,11 @@ impl QueueHandle {
     pub(crate) fn of<C: ConsumerContext>(consumer: &impl Consumer<C>) -> Option<Self> {
         // SAFETY: the client pointer is valid while `consumer` lives; the
         // returned queue holds its own reference and is destroyed in `Drop`.
-        // Callers drop the handle before the client: `Consumer` declares it
-        // before its client, and `serve_queued_before_close` drops it before
-        // returning.
+        // Callers drop the handle before the client: `Consumer::shut_down`
+        // drops its handle before it hands the client to the closing thread,
+        // and the closing thread's own handle is a local, dropped before the
+        // client (also by an unwind); `serve_queued_before_close` drops its
+        // handle before returning.
         let queue = unsafe { rdsys::rd_kafka_queue_get_consumer(consumer.client().native_ptr()) };
         NonNull::new(queue).map(QueueHandle)
     }

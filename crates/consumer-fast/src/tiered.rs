@@ -129,15 +129,22 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
 
     /// Closes the consumer as [`Consumer::close_blocking`] does. If the
     /// application still holds a clone of [`consumer`](Self::consumer), the
-    /// commit is made (within `timeout`) and the close happens when that
-    /// clone is dropped: `left_group_in` is then `None`.
+    /// commit is made (within `timeout`) but the consumer closes only when
+    /// that clone is dropped: `left_group_in` is then `None`, and a warning
+    /// says why.
     fn close_blocking(self: Box<Self>, timeout: Duration) -> CloseReport {
         match Arc::try_unwrap(self.consumer) {
             Ok(consumer) => consumer.close_blocking(timeout),
-            Err(shared) => CloseReport {
-                commit: shared.commit_bounded(timeout),
-                left_group_in: None,
-            },
+            Err(shared) => {
+                tracing::warn!(
+                    "close_blocking: a clone of TieredConsumer::consumer() is still held; \
+                     the consumer closes when it is dropped"
+                );
+                CloseReport {
+                    commit: shared.commit_bounded(timeout),
+                    left_group_in: None,
+                }
+            }
         }
     }
 

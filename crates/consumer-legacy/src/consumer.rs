@@ -551,9 +551,16 @@ where
             value_serde,
             ..
         } = self;
-        let closing = Instant::now();
-        drop(consumer);
-        tracing::debug!(elapsed = ?closing.elapsed(), "legacy consumer left the group");
+        let mut consumer = consumer;
+        match consumer.shut_down(config.close_timeout()) {
+            consumer_fast::CloseOutcome::Closed(took) => {
+                tracing::debug!(elapsed = ?took, "legacy consumer left the group");
+            }
+            outcome => tracing::warn!(
+                ?outcome,
+                "the legacy consumer did not leave its group in time; the fast consumer joins beside it"
+            ),
+        }
         let fast = consumer_fast::Consumer::with_config(
             config,
             Box::new(key_serde),
@@ -723,7 +730,7 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// does: as [`consumer_fast::Consumer::close_blocking`]. It blocks the
     /// calling thread: from async code, call it in `spawn_blocking`.
     pub fn close_blocking(mut self, timeout: Duration) -> consumer_api::CloseReport {
-        let deadline = Instant::now() + timeout;
+        let started = Instant::now();
         let commit = if self.transactional {
             Ok(())
         } else {
@@ -739,13 +746,10 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         };
         let outcome = self
             .consumer
-            .shut_down(deadline.saturating_duration_since(Instant::now()));
+            .shut_down(timeout.saturating_sub(started.elapsed()));
         consumer_api::CloseReport {
             commit,
-            left_group_in: match outcome {
-                consumer_fast::CloseOutcome::Closed(took) => Some(took),
-                consumer_fast::CloseOutcome::StillClosing => None,
-            },
+            left_group_in: outcome.closed_in(),
         }
     }
 

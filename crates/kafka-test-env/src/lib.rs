@@ -112,7 +112,7 @@ use rdkafka::config::ClientConfig;
 
 pub use crate::choice::{BROKER_ENV_VAR, BrokerChoice, BrokerKind};
 pub use crate::error::TestEnvError;
-pub use crate::outage::BrokerOutage;
+pub use crate::outage::{BrokerFreeze, BrokerOutage};
 pub use crate::record::{ProducedRecord, TestRecord};
 
 use crate::mock::MockBroker;
@@ -453,6 +453,25 @@ impl KafkaTestEnv {
             (BrokerKind::Local { .. }, _) => BrokerOutage::stop_local(local::broker_pid()?),
             (kind, _) => Err(TestEnvError::Unsupported {
                 operation: "broker_outage",
+                broker: kind.to_string(),
+            }),
+        }
+    }
+
+    /// Freezes the broker until the returned guard is dropped: it keeps its
+    /// connections but answers nothing (see [`BrokerFreeze`]).
+    ///
+    /// # Errors
+    ///
+    /// [`TestEnvError::Unsupported`] for a Docker or external broker;
+    /// [`TestEnvError::LocalBrokerNotRunning`] when the local broker cannot
+    /// be stopped.
+    pub fn broker_freeze(&self) -> Result<BrokerFreeze<'_>, TestEnvError> {
+        match (&self.kind, &self.backend) {
+            (_, Backend::Mock(mock)) => Ok(BrokerFreeze::mock(mock)),
+            (BrokerKind::Local { .. }, _) => BrokerFreeze::stop_local(local::broker_pid()?),
+            (kind, _) => Err(TestEnvError::Unsupported {
+                operation: "broker_freeze",
                 broker: kind.to_string(),
             }),
         }

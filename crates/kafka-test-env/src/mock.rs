@@ -160,6 +160,21 @@ impl MockBroker {
         }
     }
 
+    /// Delays every answer of broker 1 by `delay` (`ZERO`: none): with a
+    /// long delay the broker keeps its connections but answers nothing, as
+    /// a frozen process does.
+    pub(crate) fn set_round_trip_time(&self, delay: std::time::Duration) {
+        let millis = i32::try_from(delay.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: as in `set_up`.
+        let code = unsafe { rdsys::rd_kafka_mock_broker_set_rtt(self.cluster.as_ptr(), 1, millis) };
+        if code != RDKafkaRespErr::RD_KAFKA_RESP_ERR_NO_ERROR {
+            tracing::error!(
+                millis,
+                "the mock cluster refused to change broker 1's round-trip time: {code:?}"
+            );
+        }
+    }
+
     pub(crate) fn set_up(&self, up: bool) {
         // SAFETY: live cluster; broker 1 exists (the cluster has at least
         // one broker, numbered from 1); the call is a request to the mock

@@ -171,3 +171,62 @@ fn run_kill(pid: u32, signal: &str) -> Result<(), String> {
         Err(format!("kill {signal} {pid}: {status}"))
     }
 }
+
+/// While this value lives the broker is frozen: it keeps its connections
+/// open but answers nothing, as a process stopped with `SIGSTOP` or a
+/// network partition that drops packets. Dropping it thaws the broker.
+///
+/// - mock cluster: every answer of the broker is delayed by an hour;
+/// - local Apache Kafka: the broker process gets `SIGSTOP`, then `SIGCONT`.
+#[must_use = "the freeze ends when this value is dropped"]
+pub struct BrokerFreeze<'a> {
+    kind: FreezeKind<'a>,
+}
+
+enum FreezeKind<'a> {
+    Mock(&'a MockBroker),
+    Stopped(u32),
+}
+
+impl std::fmt::Debug for BrokerFreeze<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.kind {
+            FreezeKind::Mock(_) => f.write_str("BrokerFreeze(mock broker answers in an hour)"),
+            FreezeKind::Stopped(pid) => write!(f, "BrokerFreeze(local broker {pid} stopped)"),
+        }
+    }
+}
+
+impl<'a> BrokerFreeze<'a> {
+    pub(crate) fn mock(broker: &'a MockBroker) -> Self {
+        broker.set_round_trip_time(Duration::from_secs(3_600));
+        BrokerFreeze {
+            kind: FreezeKind::Mock(broker),
+        }
+    }
+
+    /// Stops (`SIGSTOP`) the local broker `pid`.
+    pub(crate) fn stop_local(pid: u32) -> Result<Self, TestEnvError> {
+        run_kill(pid, "-STOP").map_err(|reason| TestEnvError::LocalBrokerNotRunning {
+            detail: format!("cannot freeze the broker (pid {pid}): {reason}"),
+        })?;
+        tracing::info!(pid, "local broker frozen (SIGSTOP)");
+        Ok(BrokerFreeze {
+            kind: FreezeKind::Stopped(pid),
+        })
+    }
+}
+
+impl Drop for BrokerFreeze<'_> {
+    fn drop(&mut self) {
+        match self.kind {
+            FreezeKind::Mock(broker) => broker.set_round_trip_time(Duration::ZERO),
+            FreezeKind::Stopped(pid) => match run_kill(pid, "-CONT") {
+                Ok(()) => tracing::info!(pid, "local broker thawed (SIGCONT)"),
+                Err(error) => {
+                    tracing::error!(%error, "cannot thaw the local broker; run `kill -CONT {pid}`");
+                }
+            },
+        }
+    }
+}
