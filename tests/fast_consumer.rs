@@ -206,3 +206,57 @@ async fn backpressure_pauses_again_a_partition_the_application_resumed() {
     );
     drop(stream);
 }
+
+/// `wakeup()` makes a `poll_blocking` waiting on another thread return
+/// `WokenUp` at once (well before its 60 s timeout); with no poll waiting,
+/// the next one returns it; after that, polls read as before.
+#[test]
+fn wakeup_returns_a_waiting_blocking_poll() {
+    let env = env();
+    let topic = env.unique_topic("wakeup");
+    env.create_topic(&topic, 1).expect("topic");
+    let consumer = Arc::new(
+        tiered_kafka::fast::Consumer::<String, String>::with_config(
+            consumer_config(&env, &env.unique_group("wakeup")),
+            Box::new(StringSerde),
+            Box::new(StringSerde),
+        )
+        .expect("consumer"),
+    );
+    consumer.subscribe(&[&topic]).expect("subscribe");
+    let poller = {
+        let consumer = Arc::clone(&consumer);
+        std::thread::spawn(move || {
+            let started = std::time::Instant::now();
+            let result = consumer.poll_blocking(Duration::from_secs(60));
+            (result.map(|m| m.offset), started.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(500));
+    consumer.wakeup();
+    let (result, waited) = poller.join().expect("the polling thread");
+    assert!(
+        matches!(result, Err(tiered_kafka::api::ConsumerError::WokenUp)),
+        "{result:?}"
+    );
+    assert!(
+        waited < Duration::from_secs(10),
+        "returned after {waited:?}"
+    );
+
+    consumer.wakeup();
+    let started = std::time::Instant::now();
+    let result = consumer.poll_blocking(Duration::from_secs(60));
+    assert!(
+        matches!(result, Err(tiered_kafka::api::ConsumerError::WokenUp)),
+        "{result:?}"
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
+
+    env.produce_test_messages(&topic, 1).expect("produce");
+    let message = consumer
+        .poll_blocking(PATIENCE)
+        .expect("the message produced after the wakeups");
+    assert_eq!(message.offset, 0);
+    println!("a waiting poll returned {waited:?} after it started, woken at 500 ms");
+}

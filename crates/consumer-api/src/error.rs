@@ -65,6 +65,11 @@ pub enum ConsumerError {
     #[error("no message arrived within {0:?}")]
     Timeout(Duration),
 
+    /// Another thread asked a blocking poll to return (the fast
+    /// consumer's `wakeup()`, as the Java consumer's): nothing was taken.
+    #[error("woken up by wakeup() before a message arrived")]
+    WokenUp,
+
     /// The caller used the API in a way it does not allow.
     #[error("misuse: {0}")]
     Misuse(String),

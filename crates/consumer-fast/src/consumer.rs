@@ -132,6 +132,9 @@ pub struct Consumer<K, V> {
     close_timeout: Duration,
     /// `queue` and `base` were taken by [`shut_down`](Self::shut_down).
     shut: bool,
+    /// [`wakeup`](Self::wakeup) was called and no blocking poll has
+    /// answered it yet.
+    wakeup_requested: AtomicBool,
 }
 
 impl<K, V> std::fmt::Debug for Consumer<K, V> {
@@ -199,6 +202,7 @@ impl<K, V> Consumer<K, V> {
             stored_at: Mutex::new(Instant::now()),
             close_timeout: consumer_api::DEFAULT_CLOSE_TIMEOUT,
             shut: false,
+            wakeup_requested: AtomicBool::new(false),
         })
     }
 
@@ -388,7 +392,8 @@ impl<K, V> Consumer<K, V> {
     /// # Errors
     ///
     /// [`ConsumerError::Timeout`] when nothing arrived in time;
-    /// [`ConsumerError::Deserialize`] for a message that cannot be
+    /// [`ConsumerError::WokenUp`] when [`wakeup`](Self::wakeup) asked it
+    /// to return; [`ConsumerError::Deserialize`] for a message that cannot be
     /// deserialized (it counts as delivered); [`ConsumerError::Reported`]
     /// (or [`ConsumerError::Kafka`] without a description) for an error
     /// librdkafka reports: match with [`ConsumerError::kafka_error`].
@@ -398,6 +403,9 @@ impl<K, V> Consumer<K, V> {
         let waker = thread_waker(std::thread::current());
         let mut ready = VecDeque::with_capacity(1);
         loop {
+            if self.wakeup_requested.swap(false, Ordering::AcqRel) {
+                return Err(ConsumerError::WokenUp);
+            }
             {
                 let _polling = self.gate.read();
                 self.refill_locked(&mut ready, 1);
@@ -415,10 +423,41 @@ impl<K, V> Consumer<K, V> {
             // still unparks this thread. Waking at least every half
             // `max.poll.interval.ms` keeps a long wait in the group.
             slot.register(&waker);
-            if self.queue.len() == 0 {
+            if self.queue.len() == 0 && !self.wakeup_requested.load(Ordering::Acquire) {
                 std::thread::park_timeout(remaining.min(self.max_poll_interval / 2));
             }
         }
+    }
+
+    /// Makes a [`poll_blocking`](Self::poll_blocking) waiting on another
+    /// thread return [`ConsumerError::WokenUp`] at once, as the Java
+    /// consumer's `wakeup()`: the way to stop a thread blocked in a poll
+    /// (for a shutdown). With no poll waiting, the next `poll_blocking`
+    /// returns it instead. Streams are not affected: stop a stream by
+    /// dropping its `next()` (it is cancel safe).
+    ///
+    /// ```no_run
+    /// # use std::sync::Arc;
+    /// # use std::time::Duration;
+    /// # use consumer_fast::Consumer;
+    /// # fn run(consumer: Arc<Consumer<String, Vec<u8>>>) {
+    /// let poller = {
+    ///     let consumer = Arc::clone(&consumer);
+    ///     std::thread::spawn(move || loop {
+    ///         match consumer.poll_blocking(Duration::from_secs(60)) {
+    ///             Ok(message) => println!("{message}"),
+    ///             Err(consumer_api::ConsumerError::WokenUp) => break,
+    ///             Err(error) => eprintln!("{error}"),
+    ///         }
+    ///     })
+    /// };
+    /// consumer.wakeup(); // on shutdown
+    /// poller.join().expect("the polling thread");
+    /// # }
+    /// ```
+    pub fn wakeup(&self) {
+        self.wakeup_requested.store(true, Ordering::Release);
+        self.wakers.wake_all();
     }
 
     /// The next message if one is ready now, without waiting.
