@@ -34,9 +34,9 @@ pub struct CloseReport {
     pub commit: Result<(), ConsumerError>,
     /// How long librdkafka's close (the last revocation, `LeaveGroup`)
     /// took; `None` when it did not finish: the timeout passed first and it
-    /// goes on in the background (see `ConsumerConfig::close_timeout`), it
-    /// panicked, or (a `TieredConsumer` whose consumer is still shared) it
-    /// waits for the last clone.
+    /// goes on in the background (see `ConsumerConfig::close_timeout`), or
+    /// (a `TieredConsumer` whose consumer is still shared) it waits for the
+    /// last clone.
     pub left_group_in: Option<Duration>,
 }
 

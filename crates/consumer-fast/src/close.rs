@@ -11,17 +11,14 @@ pub enum CloseOutcome {
     /// The deadline passed first: the close goes on, on its `kafka-close`
     /// thread, which ends when the close does.
     StillClosing,
-    /// The close panicked (a rebalance hook of the application's, a log
-    /// layer): the client was dropped by the unwind.
-    Panicked,
 }
 
 impl CloseOutcome {
-    /// How long the close took, if it finished (without panicking).
+    /// How long the close took, if it finished in time.
     pub fn closed_in(self) -> Option<Duration> {
         match self {
             CloseOutcome::Closed(took) => Some(took),
-            CloseOutcome::StillClosing | CloseOutcome::Panicked => None,
+            CloseOutcome::StillClosing => None,
         }
     }
 }
@@ -37,7 +34,8 @@ impl CloseOutcome {
 /// caller goes on and the thread is left to finish: it holds the client
 /// (its memory, librdkafka's threads and sockets) until librdkafka's close
 /// returns, and the group sees the member leave by `session.timeout.ms` at
-/// the latest. A close that finishes in time is joined.
+/// the latest. A close that finishes in time is joined; if it panicked
+/// (an application's rebalance hook), the panic is resumed on the caller.
 ///
 /// ```
 /// use std::time::Duration;
@@ -72,10 +70,9 @@ pub fn close_within(timeout: Duration, close: impl FnOnce() + Send + 'static) ->
     match finished.recv_timeout(timeout) {
         Ok(()) | Err(RecvTimeoutError::Disconnected) => match closer.join() {
             Ok(()) => CloseOutcome::Closed(started.elapsed()),
-            Err(_) => {
-                tracing::error!("closing the consumer panicked");
-                CloseOutcome::Panicked
-            }
+            // A panic in the close (an application's rebalance hook) reaches
+            // the caller, as it did when the close ran on its thread.
+            Err(panic) => std::panic::resume_unwind(panic),
         },
         Err(RecvTimeoutError::Timeout) => {
             tracing::warn!(
