@@ -9,7 +9,9 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
-use common::{Implementation, Order, coordinates, env, group_committed, subscribed};
+use common::{
+    Implementation, Order, coordinates, env, group_committed, subscribed, subscribed_strings,
+};
 use futures_util::StreamExt;
 use kafka_test_env::TestRecord;
 use tiered_kafka::api::{BatchStream, ConsumerError, JsonSerde, Message, PayloadPart, StringSerde};
@@ -54,14 +56,7 @@ async fn batches_hold_every_message_once_in_order(implementation: Implementation
     env.create_topic(&topic, 3).expect("topic");
     let produced = env.produce_test_messages(&topic, 3_000).expect("produce");
 
-    let consumer = subscribed(
-        implementation,
-        &env,
-        &env.unique_group("batches"),
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let consumer = subscribed_strings(implementation, &env, &env.unique_group("batches"), &topic);
     let mut batches = consumer.batches(100);
     let taken = take_batches(&mut batches, produced.len()).await;
 
@@ -127,14 +122,7 @@ async fn a_commit_covers_the_batches_handed_out_and_nothing_buffered(
     let group = env.unique_group("batch-commit");
 
     let (last_handed_out, handed_out) = {
-        let consumer = subscribed(
-            implementation,
-            &env,
-            &group,
-            &topic,
-            StringSerde,
-            StringSerde,
-        );
+        let consumer = subscribed_strings(implementation, &env, &group, &topic);
         let mut batches = consumer.batches(50);
         let taken = take_batches(&mut batches, 120).await;
         consumer.commit().expect("commit");
@@ -157,14 +145,7 @@ async fn a_commit_covers_the_batches_handed_out_and_nothing_buffered(
         "{implementation:?}: the commit must cover exactly the batches handed out"
     );
 
-    let restarted = subscribed(
-        implementation,
-        &env,
-        &group,
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let restarted = subscribed_strings(implementation, &env, &group, &topic);
     let mut batches = restarted.batches(500);
     let rest = take_batches(&mut batches, produced.len() - handed_out).await;
     let first = rest

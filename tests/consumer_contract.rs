@@ -9,7 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::{
-    Implementation, Order, build, consumer_config, coordinates, env, next_within, subscribed, take,
+    Implementation, Order, build, consumer_config, coordinates, env, next_within, subscribed,
+    subscribed_strings, take,
 };
 use futures_util::StreamExt;
 use kafka_test_env::TestRecord;
@@ -40,14 +41,7 @@ async fn reads_every_message_once(implementation: Implementation) {
     env.create_topic(&topic, 3).expect("topic");
     let produced = env.produce_test_messages(&topic, 500).expect("produce");
 
-    let consumer = subscribed(
-        implementation,
-        &env,
-        &env.unique_group("every"),
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let consumer = subscribed_strings(implementation, &env, &env.unique_group("every"), &topic);
     assert_eq!(consumer.tier(), implementation_tier(implementation));
     let mut stream = consumer.stream();
     let messages = take(&mut stream, produced.len(), PATIENCE).await;
@@ -100,14 +94,7 @@ async fn commits_only_what_was_yielded(implementation: Implementation) {
     let group = env.unique_group("commit");
 
     let first = {
-        let consumer = subscribed(
-            implementation,
-            &env,
-            &group,
-            &topic,
-            StringSerde,
-            StringSerde,
-        );
+        let consumer = subscribed_strings(implementation, &env, &group, &topic);
         let mut stream = consumer.stream();
         let first = take(&mut stream, 400, PATIENCE).await;
         consumer.commit().expect("commit");
@@ -312,14 +299,7 @@ async fn rebalance_loses_nothing(implementation: Implementation) {
     let stop = Arc::new(tokio::sync::Notify::new());
 
     let spawn_member = |member: usize| {
-        let consumer = subscribed(
-            implementation,
-            &env,
-            &group,
-            &topic,
-            StringSerde,
-            StringSerde,
-        );
+        let consumer = subscribed_strings(implementation, &env, &group, &topic);
         let seen = Arc::clone(&seen);
         let stop = Arc::clone(&stop);
         tokio::spawn(async move {
@@ -495,13 +475,11 @@ async fn dropping_a_stream_with_a_backlog_skips_nothing(implementation: Implemen
     let topic = env.unique_topic("drop-backlog");
     env.create_topic(&topic, 1).expect("topic");
     env.produce_test_messages(&topic, TOTAL).expect("produce");
-    let consumer = subscribed(
+    let consumer = subscribed_strings(
         implementation,
         &env,
         &env.unique_group("drop-backlog"),
         &topic,
-        StringSerde,
-        StringSerde,
     );
     let mut stream = consumer.stream();
     let first = take(&mut stream, READ, PATIENCE).await;
@@ -549,14 +527,7 @@ async fn every_waiting_stream_is_woken(implementation: Implementation) {
     let env = env();
     let topic = env.unique_topic("wakers");
     env.create_topic(&topic, 1).expect("topic");
-    let consumer = subscribed(
-        implementation,
-        &env,
-        &env.unique_group("wakers"),
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let consumer = subscribed_strings(implementation, &env, &env.unique_group("wakers"), &topic);
     let mut a = consumer.stream();
     let a_waker = Arc::new(CountingWaker::default());
     let waker_a = Waker::from(Arc::clone(&a_waker));
@@ -646,13 +617,11 @@ async fn headers_are_read_unless_configured_not_to(implementation: Implementatio
     drop(stream);
     drop(consumer);
 
-    let consumer = subscribed(
+    let consumer = subscribed_strings(
         implementation,
         &env,
         &env.unique_group("with-headers"),
         &topic,
-        StringSerde,
-        StringSerde,
     );
     let mut stream = consumer.stream();
     let first = take(&mut stream, 1, PATIENCE).await;
@@ -673,14 +642,7 @@ async fn close_commits_what_was_handed_out_and_leaves_the_group(implementation: 
     env.produce_test_messages(&topic, 300).expect("produce");
     let group = env.unique_group("close");
 
-    let consumer = subscribed(
-        implementation,
-        &env,
-        &group,
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let consumer = subscribed_strings(implementation, &env, &group, &topic);
     let last = {
         let mut stream = consumer.stream();
         let taken = take(&mut stream, 30, PATIENCE).await;
@@ -696,14 +658,7 @@ async fn close_commits_what_was_handed_out_and_leaves_the_group(implementation: 
         Some(last + 1),
         "{implementation:?}: the close must commit exactly what was handed out"
     );
-    let next = subscribed(
-        implementation,
-        &env,
-        &group,
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let next = subscribed_strings(implementation, &env, &group, &topic);
     let mut stream = next.stream();
     let first = take(&mut stream, 1, PATIENCE).await;
     assert_eq!(first[0].offset, last + 1, "{implementation:?}");
@@ -721,14 +676,7 @@ async fn a_thousand_async_commits_interleaved_with_reading_all_resolve(
     env.create_topic(&topic, 1).expect("topic");
     env.produce_test_messages(&topic, 2_000).expect("produce");
     let group = env.unique_group("commit-async");
-    let consumer = subscribed(
-        implementation,
-        &env,
-        &group,
-        &topic,
-        StringSerde,
-        StringSerde,
-    );
+    let consumer = subscribed_strings(implementation, &env, &group, &topic);
     let mut stream = consumer.stream();
     let mut commits = 0;
     let mut last = None;

@@ -126,6 +126,23 @@ pub fn subscribed<K: Send + 'static, V: Send + 'static>(
     consumer
 }
 
+/// [`subscribed`] with `String` keys and values, as most tests read.
+pub fn subscribed_strings(
+    implementation: Implementation,
+    env: &KafkaTestEnv,
+    group: &str,
+    topic: &str,
+) -> Box<dyn KafkaStreamConsumer<String, String>> {
+    subscribed(
+        implementation,
+        env,
+        group,
+        topic,
+        tiered_kafka::api::StringSerde,
+        tiered_kafka::api::StringSerde,
+    )
+}
+
 /// Waits up to `within` for the next item.
 pub async fn next_within<K, V>(
     stream: &mut MessageStream<'_, K, V>,
