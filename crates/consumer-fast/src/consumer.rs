@@ -219,11 +219,7 @@ impl<K, V> Consumer<K, V> {
         key_serde: Box<dyn Serde<K>>,
         value_serde: Box<dyn Serde<V>>,
     ) -> Result<Self, ConsumerError> {
-        let context = match config.session_timeout_ms {
-            Some(ms) => FastContext::new().with_commit_timeout(Duration::from_millis(ms)),
-            None => FastContext::new(),
-        };
-        let base = config.create_with_context(context)?;
+        let base = config.create_with_context(FastContext::new())?;
         Ok(Self::new(base, key_serde, value_serde)?
             .reading_headers(config.reads_headers())
             .closing_within(config.close_timeout()))

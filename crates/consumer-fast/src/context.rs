@@ -1,10 +1,9 @@
 //! [`FastContext`]: the rdkafka context that keeps commits honest across rebalances.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use rdkafka::consumer::{BaseConsumer, ConsumerContext};
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
@@ -14,8 +13,10 @@ use crate::revocation::RevocationPolicy;
 
 /// The consumer context every fast [`Consumer`](crate::Consumer) runs with.
 ///
-/// When partitions are revoked it commits, before the revocation completes,
-/// the offsets of the messages the application was handed from them, and it
+/// When partitions are revoked it commits, before they go to another member,
+/// the offsets of the messages the application was handed from them (without
+/// holding the thread that polls: librdkafka holds the rejoin until the
+/// commit is answered), and it
 /// marks them so that messages of theirs still buffered are not handed out
 /// afterwards (the partition's new owner reads them instead). That is the
 /// [`RevocationPolicy`] over the consumer's [`OffsetBook`].
@@ -45,21 +46,9 @@ pub struct FastContext {
 }
 
 impl FastContext {
-    /// A fresh context; the commit on revocation waits up to 45 s (librdkafka's
-    /// default `session.timeout.ms`).
+    /// A fresh context.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Sets how long the commit on revocation may wait for the broker before
-    /// the revocation goes ahead without it (the partition's next owner then
-    /// reads the uncommitted messages again). This also bounds how long
-    /// dropping a consumer of an unresponsive broker takes.
-    /// [`Consumer::with_config`](crate::Consumer::with_config) uses the
-    /// configuration's `session_timeout_ms`.
-    pub fn with_commit_timeout(mut self, timeout: Duration) -> Self {
-        self.revocation = self.revocation.with_commit_timeout(timeout);
-        self
     }
 }
 
@@ -81,5 +70,9 @@ impl ConsumerContext for FastContext {
     ) {
         self.revocation
             .rebalance(consumer, &self.book, error, partitions, |_| {}, |_| {});
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.revocation.commit_answered(&result, offsets);
     }
 }

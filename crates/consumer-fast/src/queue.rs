@@ -38,6 +38,11 @@ impl QueueHandle {
         NonNull::new(queue).map(QueueHandle)
     }
 
+    /// The queue, for a librdkafka call; valid while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut rdsys::rd_kafka_queue_t {
+        self.0.as_ptr()
+    }
+
     /// How many operations wait in the queue, following forwarding.
     pub(crate) fn len(&self) -> usize {
         // SAFETY: the queue reference is valid until `Drop`.

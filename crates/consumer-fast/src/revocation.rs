@@ -7,15 +7,12 @@ use std::time::Duration;
 
 use rdkafka::bindings as rdsys;
 use rdkafka::consumer::{BaseConsumer, Consumer, ConsumerContext, Rebalance};
-use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::error::{KafkaError, KafkaResult, RDKafkaErrorCode};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{Offset, TopicPartitionList};
 
 use crate::offsets::OffsetBook;
 use crate::queue::QueueHandle;
-
-/// librdkafka's default `session.timeout.ms`.
-const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(45);
 
 /// Serves rdkafka's rebalance callback for a consumer that keeps an
 /// [`OffsetBook`]: the revocation half of the at-least-once promise.
@@ -26,12 +23,20 @@ const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(45);
 /// `ConsumerContext::rebalance`.
 ///
 /// - **Revoked partitions** leave the book, and the offsets of the messages
-///   the application was handed from them are committed before the
-///   revocation completes, waiting at most the
-///   [commit timeout](Self::with_commit_timeout) (rdkafka's synchronous
-///   commit waits without limit, and an unresponsive broker would hold the
-///   rebalance, and with it the consumer's poll or drop, forever). Messages
-///   of them polled before are stale.
+///   the application was handed from them are committed before they go to
+///   another member. The commit is sent without waiting for its answer: the
+///   callback runs wherever the consumer is polled (for a stream, inside
+///   `poll_next`, on an executor thread), and a broker round trip there
+///   would hold the executor. librdkafka itself holds the rest of the
+///   rebalance (the rejoin that lets another member take the partitions)
+///   until every commit in flight is answered, so the offsets still land
+///   first when the coordinator answers. That wait is bounded by
+///   librdkafka: `socket.timeout.ms` (60 s) for a commit sent, and
+///   `session.timeout.ms` for one waiting for a coordinator. The answer
+///   comes back through the consumer's queue to
+///   [`commit_answered`](Self::commit_answered), which the context calls
+///   from `ConsumerContext::commit_callback`. Messages of revoked
+///   partitions polled before are stale.
 /// - **A lost assignment** (the group moved on without this consumer) is not
 ///   committed: the partitions' new owners read those messages again.
 /// - **A failed commit** leaves the partitions' positions with the policy: if
@@ -67,12 +72,22 @@ const DEFAULT_COMMIT_TIMEOUT: Duration = Duration::from_secs(45);
 ///         self.revocation
 ///             .rebalance(consumer, &self.book, error, partitions, |_| {}, |_| {});
 ///     }
+///
+///     fn commit_callback(
+///         &self,
+///         result: rdkafka::error::KafkaResult<()>,
+///         offsets: &TopicPartitionList,
+///     ) {
+///         self.revocation.commit_answered(&result, offsets);
+///     }
 /// }
 /// ```
 #[derive(Debug)]
 pub struct RevocationPolicy {
-    commit_timeout: Duration,
     commit: bool,
+    /// Commits on revocation sent and not answered yet:
+    /// `(topic, partition, next offset)`.
+    in_flight: Mutex<Vec<(String, i32, i64)>>,
     /// Positions of revoked partitions whose commit failed, kept until the
     /// next assignment: `(topic, partition, next offset)`.
     uncommitted: Mutex<Vec<(String, i32, i64)>>,
@@ -81,27 +96,17 @@ pub struct RevocationPolicy {
 impl Default for RevocationPolicy {
     fn default() -> Self {
         RevocationPolicy {
-            commit_timeout: DEFAULT_COMMIT_TIMEOUT,
             commit: true,
+            in_flight: Mutex::default(),
             uncommitted: Mutex::default(),
         }
     }
 }
 
 impl RevocationPolicy {
-    /// A policy that commits on revocation, waiting up to 45 s (librdkafka's
-    /// default `session.timeout.ms`).
+    /// A policy that commits on revocation.
     pub fn new() -> Self {
         Self::default()
-    }
-
-    /// Sets how long the commit on revocation may wait for the broker before
-    /// the revocation goes ahead without it (the partitions' next owners then
-    /// read the uncommitted messages again). This also bounds how long
-    /// dropping a consumer of an unresponsive broker takes.
-    pub fn with_commit_timeout(mut self, timeout: Duration) -> Self {
-        self.commit_timeout = timeout;
-        self
     }
 
     /// Never commits on revocation: the revoked partitions still leave the
@@ -219,26 +224,112 @@ impl RevocationPolicy {
             tracing::debug!(offsets = ?to_commit, "not committing on revocation: the producer's transactions commit these offsets");
         } else if consumer.assignment_lost() {
             tracing::warn!(offsets = ?to_commit, "assignment lost: cannot commit; the new owner may read these messages again");
-        } else if let Err(error) = commit_within(consumer, &to_commit, self.commit_timeout) {
-            tracing::warn!(%error, offsets = ?to_commit, "commit on revocation failed; the new owner may read these messages again");
-            self.remember_uncommitted(&to_commit);
         } else {
-            tracing::debug!(offsets = ?to_commit, "committed on revocation");
+            self.send_commit(consumer, &to_commit);
         }
+    }
+
+    /// Sends the commit on revocation; its answer comes through the
+    /// consumer's queue to [`commit_answered`](Self::commit_answered).
+    fn send_commit<C: ConsumerContext>(
+        &self,
+        consumer: &BaseConsumer<C>,
+        offsets: &TopicPartitionList,
+    ) {
+        let entries = positions(offsets);
+        // Recorded before the commit is sent: its answer may come first.
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .extend(entries.iter().cloned());
+        match commit_answering_on_consumer_queue(consumer, offsets) {
+            Ok(()) => {
+                tracing::debug!(offsets = ?offsets, "commit on revocation sent; the rejoin waits for its answer");
+            }
+            Err(error) => {
+                self.in_flight
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .retain(|entry| !entries.contains(entry));
+                tracing::warn!(%error, offsets = ?offsets, "commit on revocation refused; the new owner may read these messages again");
+                self.remember_uncommitted(offsets);
+            }
+        }
+    }
+
+    /// Takes the broker's answer to a commit: call it from
+    /// `ConsumerContext::commit_callback`. Answers to commits on revocation
+    /// are logged, and a partition whose commit failed keeps its position
+    /// for the next assignment (see the [type](Self)); answers to any other
+    /// commit are ignored.
+    pub fn commit_answered(&self, result: &KafkaResult<()>, offsets: &TopicPartitionList) {
+        let answered = positions(offsets);
+        let ours: Vec<_> = {
+            let mut in_flight = self
+                .in_flight
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            let ours = answered
+                .iter()
+                .filter(|entry| in_flight.contains(entry))
+                .cloned()
+                .collect();
+            in_flight.retain(|entry| !answered.contains(entry));
+            ours
+        };
+        if ours.is_empty() {
+            return;
+        }
+        let failed: Vec<_> = offsets
+            .elements()
+            .into_iter()
+            .filter(|element| result.is_err() || element.error().is_err())
+            .filter_map(|element| match element.offset() {
+                Offset::Offset(next) => {
+                    Some((element.topic().to_owned(), element.partition(), next))
+                }
+                _ => None,
+            })
+            .filter(|entry| ours.contains(entry))
+            .collect();
+        if failed.is_empty() {
+            tracing::debug!(offsets = ?ours, "committed on revocation");
+            return;
+        }
+        match result {
+            Err(error) => {
+                tracing::warn!(%error, offsets = ?failed, "commit on revocation failed; the new owner may read these messages again")
+            }
+            Ok(()) => {
+                tracing::warn!(offsets = ?failed, "commit on revocation failed for some partitions; their new owner may read these messages again")
+            }
+        }
+        self.keep_positions(failed);
+    }
+
+    /// How many partitions' commits on revocation await the broker's answer.
+    pub fn commits_in_flight(&self) -> usize {
+        self.in_flight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .len()
     }
 
     /// Keeps the positions of a failed commit until the next assignment.
     fn remember_uncommitted(&self, offsets: &TopicPartitionList) {
+        self.keep_positions(positions(offsets));
+    }
+
+    /// Keeps these positions until the next assignment, each replacing an
+    /// older one of its partition.
+    fn keep_positions(&self, positions: Vec<(String, i32, i64)>) {
         let mut uncommitted = self
             .uncommitted
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        for element in offsets.elements() {
-            if let Offset::Offset(next) = element.offset() {
-                uncommitted
-                    .retain(|(t, p, _)| !(*p == element.partition() && t == element.topic()));
-                uncommitted.push((element.topic().to_owned(), element.partition(), next));
-            }
+        for (topic, partition, next) in positions {
+            uncommitted.retain(|(t, p, _)| !(*p == partition && *t == topic));
+            uncommitted.push((topic, partition, next));
         }
     }
 
@@ -291,6 +382,49 @@ impl RebalanceKind {
     }
 }
 
+/// The `(topic, partition, next offset)` entries of a list, leaving out
+/// partitions without an absolute offset.
+fn positions(offsets: &TopicPartitionList) -> Vec<(String, i32, i64)> {
+    offsets
+        .elements()
+        .into_iter()
+        .filter_map(|element| match element.offset() {
+            Offset::Offset(next) => Some((element.topic().to_owned(), element.partition(), next)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Sends a commit of `offsets` whose answer librdkafka posts to the
+/// consumer's own queue, as an offset-commit event that rdkafka's poll hands
+/// to `ConsumerContext::commit_callback`. No thread waits for it.
+fn commit_answering_on_consumer_queue<C: ConsumerContext>(
+    consumer: &BaseConsumer<C>,
+    offsets: &TopicPartitionList,
+) -> Result<(), KafkaError> {
+    let Some(queue) = QueueHandle::of(consumer) else {
+        // Without a group there is no revocation; keep the commit anyway.
+        return consumer.commit(offsets, rdkafka::consumer::CommitMode::Async);
+    };
+    // SAFETY: the client pointer is valid while `consumer` lives, and the
+    // queue handle while `queue` does; librdkafka takes its own reference
+    // to the queue for the answer. `offsets` is copied by the call.
+    let error = unsafe {
+        rdsys::rd_kafka_commit_queue(
+            consumer.client().native_ptr(),
+            offsets.ptr(),
+            queue.as_ptr(),
+            None,
+            std::ptr::null_mut(),
+        )
+    };
+    if error == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
+        Ok(())
+    } else {
+        Err(KafkaError::ConsumerCommit(error.into()))
+    }
+}
+
 /// Serves what the consumer's queue holds, right before the consumer is
 /// closed: calls `poll_once` (at most once per operation queued now) until
 /// it returns `false`. `poll_once` must poll the queue once without waiting,
@@ -329,8 +463,8 @@ pub fn serve_queued_before_close<C: ConsumerContext>(
 ///
 /// rdkafka's synchronous commit waits without limit, and a broker that
 /// accepts connections but does not answer (a network partition, a frozen
-/// process) would hold the revocation, and with it `poll_next` or `drop`,
-/// forever. Shared with `consumer-legacy`, whose close commits with it.
+/// process) would hold the caller forever. The consumers of this workspace
+/// commit with it in `close_blocking` and their blocking commits.
 ///
 /// # Errors
 ///
@@ -422,6 +556,48 @@ mod tests {
             Some(Offset::Invalid)
         );
         assert_eq!(book.position("t", 1), None);
+    }
+
+    #[test]
+    fn a_failed_answer_to_a_commit_on_revocation_keeps_its_positions() {
+        let policy = RevocationPolicy::new();
+        policy
+            .in_flight
+            .lock()
+            .expect("unpoisoned")
+            .extend([("t".to_owned(), 0, 4), ("t".to_owned(), 1, 9)]);
+        // An answer to some other commit is not ours.
+        policy.commit_answered(
+            &Err(KafkaError::ConsumerCommit(
+                RDKafkaErrorCode::RequestTimedOut,
+            )),
+            &offsets(&[("t", 0, 3)]),
+        );
+        assert_eq!(policy.commits_in_flight(), 2);
+        // Ours: t/0 failed on its own, t/1 was committed.
+        let answer = offsets(&[("t", 0, 4), ("t", 1, 9)]);
+        // SAFETY: the list holds two elements, t/0 first; rdkafka offers no
+        // setter for a partition's error, which only librdkafka writes.
+        unsafe {
+            (*(*answer.ptr()).elems).err =
+                rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_REBALANCE_IN_PROGRESS;
+        }
+        policy.commit_answered(&Ok(()), &answer);
+        assert_eq!(policy.commits_in_flight(), 0);
+
+        let book = OffsetBook::new();
+        let mut assignment = TopicPartitionList::new();
+        assignment.add_partition("t", 0);
+        assignment.add_partition("t", 1);
+        policy.resume_uncommitted(&book, &mut assignment);
+        assert_eq!(
+            assignment.find_partition("t", 0).map(|e| e.offset()),
+            Some(Offset::Offset(4))
+        );
+        assert_eq!(
+            assignment.find_partition("t", 1).map(|e| e.offset()),
+            Some(Offset::Invalid)
+        );
     }
 
     #[test]

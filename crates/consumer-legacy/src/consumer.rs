@@ -304,9 +304,6 @@ where
             .into());
         }
         let mut revocation = RevocationPolicy::new();
-        if let Some(ms) = config.session_timeout_ms {
-            revocation = revocation.with_commit_timeout(Duration::from_millis(ms));
-        }
         if transactional {
             revocation = revocation.without_commit();
         }

@@ -123,12 +123,14 @@ impl LegacyConsumerContext for LegacyContext {}
 /// The context a [`KafkaConsumer`](crate::KafkaConsumer)'s `StreamConsumer`
 /// runs with: it wraps the application's context `C`.
 ///
-/// - When partitions are revoked it commits, before the revocation
-///   completes, the offsets of the messages the application was handed from
-///   them, and forgets them, so that a later commit never covers a partition
-///   this consumer no longer owns. Then it calls `C::pre_rebalance`. The
-///   commit waits for the broker at most `session_timeout_ms` (45 s by
-///   default); it is skipped when the assignment was lost, and for a
+/// - When partitions are revoked it commits the offsets of the messages the
+///   application was handed from them, and forgets them, so that a later
+///   commit never covers a partition this consumer no longer owns. Then it
+///   calls `C::pre_rebalance`. The commit is sent without waiting for the
+///   answer, so the thread polling the stream (an executor's) is not held;
+///   librdkafka holds the rejoin until it is answered, so the offsets land
+///   before another member takes the partitions. It is skipped when the
+///   assignment was lost, and for a
 ///   [transactional](crate::ConsumerBuilder::transactional) consumer.
 /// - If that commit fails (the group may refuse commits while it
 ///   rebalances) and a partition comes straight back to this consumer, it
@@ -139,7 +141,8 @@ impl LegacyConsumerContext for LegacyContext {}
 ///   [`RevocationPolicy`](consumer_fast::RevocationPolicy).
 /// - Every other callback goes straight to `C`: `log`, `stats`, `stats_raw`,
 ///   `error`, `generate_oauth_token` (and `ENABLE_REFRESH_OAUTH_TOKEN`),
-///   `post_rebalance` and `commit_callback`.
+///   `post_rebalance` and `commit_callback` (which also sees the answer to
+///   the commit on revocation).
 ///
 /// It is created by the consumer; [`inner`](Self::inner) reaches `C` from a
 /// callback's `consumer` argument.
@@ -241,6 +244,7 @@ impl<C: LegacyConsumerContext> ConsumerContext for TrackingContext<C> {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.revocation.commit_answered(&result, offsets);
         self.inner.commit_callback(result, offsets);
     }
 }

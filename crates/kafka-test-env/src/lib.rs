@@ -106,13 +106,13 @@ mod topics;
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rdkafka::config::ClientConfig;
 
 pub use crate::choice::{BROKER_ENV_VAR, BrokerChoice, BrokerKind};
 pub use crate::error::TestEnvError;
-pub use crate::outage::{BrokerFreeze, BrokerOutage};
+pub use crate::outage::{BrokerFreeze, BrokerOutage, BrokerSlowdown};
 pub use crate::record::{ProducedRecord, TestRecord};
 
 use crate::mock::MockBroker;
@@ -472,6 +472,23 @@ impl KafkaTestEnv {
             (BrokerKind::Local { .. }, _) => BrokerFreeze::stop_local(local::broker_pid()?),
             (kind, _) => Err(TestEnvError::Unsupported {
                 operation: "broker_freeze",
+                broker: kind.to_string(),
+            }),
+        }
+    }
+
+    /// Delays every answer of the broker by `delay` until the returned guard
+    /// is dropped: a slow network, or a loaded broker. Only the embedded
+    /// mock cluster can be slowed down.
+    ///
+    /// # Errors
+    ///
+    /// [`TestEnvError::Unsupported`] for any other broker.
+    pub fn broker_slowdown(&self, delay: Duration) -> Result<BrokerSlowdown<'_>, TestEnvError> {
+        match (&self.kind, &self.backend) {
+            (_, Backend::Mock(mock)) => Ok(BrokerSlowdown::mock(mock, delay)),
+            (kind, _) => Err(TestEnvError::Unsupported {
+                operation: "broker_slowdown",
                 broker: kind.to_string(),
             }),
         }

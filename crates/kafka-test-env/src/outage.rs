@@ -230,3 +230,30 @@ impl Drop for BrokerFreeze<'_> {
         }
     }
 }
+
+/// While this value lives every answer of the mock cluster's broker is
+/// delayed (as by a slow network or a loaded broker); dropping it ends the
+/// delay. From [`KafkaTestEnv::broker_slowdown`](crate::KafkaTestEnv::broker_slowdown).
+#[must_use = "the slowdown ends when this value is dropped"]
+pub struct BrokerSlowdown<'a> {
+    broker: &'a MockBroker,
+}
+
+impl std::fmt::Debug for BrokerSlowdown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("BrokerSlowdown(mock broker answers late)")
+    }
+}
+
+impl<'a> BrokerSlowdown<'a> {
+    pub(crate) fn mock(broker: &'a MockBroker, delay: Duration) -> Self {
+        broker.set_round_trip_time(delay);
+        BrokerSlowdown { broker }
+    }
+}
+
+impl Drop for BrokerSlowdown<'_> {
+    fn drop(&mut self) {
+        self.broker.set_round_trip_time(Duration::ZERO);
+    }
+}
