@@ -83,7 +83,7 @@ async fn process(config: ConsumerConfig, topic: &str, limit: usize) -> anyhow::R
         }
         processed += 1;
         if processed % COMMIT_EVERY == 0 {
-            consumer.commit()?; // covers exactly the records handed out so far
+            consumer.commit_async().await?; // covers exactly the records handed out so far
             println!("  committed the first {processed}");
         }
     }

@@ -29,7 +29,7 @@ async fn main() -> anyhow::Result<()> {
                 let rows: Vec<String> = batch.iter().map(ToString::to_string).collect();
                 println!("writing {} rows at once: {}", batch.len(), rows.join(", "));
                 written += batch.len();
-                consumer.commit()?; // the batches written so far, nothing buffered
+                consumer.commit_async().await?; // the batches written so far, nothing buffered
             }
             // One record that cannot be decoded, or a broker error: the
             // batches go on.

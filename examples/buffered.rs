@@ -26,7 +26,7 @@ async fn main() -> anyhow::Result<()> {
     // Dropping the stream hands messages it buffered but never yielded back
     // to librdkafka: the next stream (or the group's next owner) reads them.
     drop(messages);
-    consumer.commit()?; // exactly the messages handed out above
+    consumer.commit_async().await?; // exactly the messages handed out above
     println!(
         "committed; next offsets: {}",
         support::offsets(&consumer.current_offsets()?)

@@ -30,7 +30,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{message}: {:?} = {:?}", message.key, message.value);
     }
     drop(messages); // stops and joins the polling thread
-    consumer.commit()?; // exactly the messages handed out above
+    consumer.commit_async().await?; // exactly the messages handed out above
     println!(
         "committed; next offsets: {}",
         support::offsets(&consumer.current_offsets()?)

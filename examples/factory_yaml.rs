@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
             values.extend(message?.value);
         }
         drop(messages);
-        consumer.commit()?;
+        consumer.commit_async().await?;
         println!(
             "  read and committed {} messages: {}",
             values.len(),

@@ -1,6 +1,7 @@
-//! Graceful shutdown: consume until Ctrl-C, then drop the stream and close
-//! the consumer with a deadline (`close_blocking`): it commits what was
-//! handed out and leaves the group, and reports how that went.
+//! Graceful shutdown: consume until Ctrl-C, then stop reading, commit what
+//! was handed out (`commit_async`) and close the consumer with a deadline
+//! (`close`): it commits again whatever came since, leaves the group, and
+//! reports how that went. Nothing here blocks the executor.
 //!
 //! `cargo run --example graceful_shutdown` (embedded mock broker), or with
 //! `KAFKA_BROKERS=host:port` for your own. So that it also ends by itself
@@ -53,13 +54,14 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     // The stream first: it stops and joins the polling thread, and hands the
-    // messages it read ahead back to librdkafka. Then close: commit exactly
-    // what was handed out and leave the group, within 10 s whatever the
-    // broker does (it blocks, so off the executor).
+    // messages it read ahead back to librdkafka. Then commit exactly what
+    // was handed out, and close: leave the group, within 10 s whatever the
+    // broker does (on a thread of its own: the executor stays free).
     drop(messages);
-    let report =
-        tokio::task::spawn_blocking(move || consumer.close_blocking(Duration::from_secs(10)))
-            .await?;
+    if let Err(error) = consumer.commit_async().await {
+        eprintln!("the last commit failed; close tries again: {error}");
+    }
+    let report = consumer.close(Duration::from_secs(10)).await;
     report.commit?;
     match report.left_group_in {
         Some(took) => {

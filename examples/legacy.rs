@@ -23,7 +23,7 @@ async fn main() -> anyhow::Result<()> {
         println!("{message}: {:?} = {:?}", message.key, message.value);
     }
     drop(messages);
-    consumer.commit()?; // exactly the messages handed out above
+    consumer.commit_async().await?; // exactly the messages handed out above
     println!(
         "committed; next offsets: {}",
         support::offsets(&consumer.current_offsets()?)

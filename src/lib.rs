@@ -36,7 +36,7 @@
 //! while let Some(message) = messages.next().await {
 //!     println!("{}", message?);
 //! }
-//! consumer.commit()?;
+//! consumer.commit_async().await?;
 //! # Ok(()) }
 //! ```
 

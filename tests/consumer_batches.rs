@@ -125,7 +125,7 @@ async fn a_commit_covers_the_batches_handed_out_and_nothing_buffered(
         let consumer = subscribed_strings(implementation, &env, &group, &topic);
         let mut batches = consumer.batches(50);
         let taken = take_batches(&mut batches, 120).await;
-        consumer.commit().expect("commit");
+        consumer.commit_blocking().expect("commit");
         let last = taken
             .last()
             .and_then(|batch| batch.last())
@@ -203,7 +203,7 @@ async fn an_error_comes_between_two_batches(implementation: Implementation) {
                 if error.is_none() {
                     before.extend(ids);
                     let next = batch.last().map(|m| m.offset + 1);
-                    consumer.commit().expect("commit");
+                    consumer.commit_blocking().expect("commit");
                     assert_eq!(
                         group_committed(&env, &group, &topic).await,
                         next,
@@ -233,7 +233,7 @@ async fn an_error_comes_between_two_batches(implementation: Implementation) {
         }) => assert_eq!(at, &topic),
         other => panic!("{implementation:?}: expected the error of record 5, got {other:?}"),
     }
-    consumer.commit().expect("commit");
+    consumer.commit_blocking().expect("commit");
     assert_eq!(
         group_committed(&env, &group, &topic).await,
         Some(11),

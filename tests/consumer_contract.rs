@@ -97,7 +97,7 @@ async fn commits_only_what_was_yielded(implementation: Implementation) {
         let consumer = subscribed_strings(implementation, &env, &group, &topic);
         let mut stream = consumer.stream();
         let first = take(&mut stream, 400, PATIENCE).await;
-        consumer.commit().expect("commit");
+        consumer.commit_blocking().expect("commit");
         let positions = consumer.current_offsets().expect("positions");
         check_positions_match(&positions, &coordinates(&first));
         first
@@ -254,7 +254,7 @@ async fn bad_data_is_one_error_and_the_stream_goes_on(implementation: Implementa
             "a tombstone is a message with no value"
         );
         assert_eq!(ok(&items[6]), (6, Some("k6".into()), Some(Order { id: 6 })));
-        consumer.commit().expect("commit");
+        consumer.commit_blocking().expect("commit");
     }
 
     // The bad messages counted as delivered: a restart begins after them.

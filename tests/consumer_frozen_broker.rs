@@ -51,7 +51,9 @@ fn closing_against_a_frozen_broker_returns_in_time_and_loses_nothing() {
         runtime.block_on(async {
             let mut stream = consumer.stream();
             take(&mut stream, COMMITTED as usize, PATIENCE).await;
-            consumer.commit().expect("commit before the freeze");
+            consumer
+                .commit_blocking()
+                .expect("commit before the freeze");
             take(&mut stream, (HANDED_OUT - COMMITTED) as usize, PATIENCE).await;
         });
         let closers_before = threads_named("kafka-close");

@@ -101,7 +101,9 @@ async fn plan_examples_pick_their_consumer_and_read_alike() {
             consumer.subscribe(&[&topic]).expect("subscribe");
             let mut stream = consumer.stream();
             read.extend(take(&mut stream, FIRST, PATIENCE).await);
-            consumer.commit().expect("commit through the trait object");
+            consumer
+                .commit_blocking()
+                .expect("commit through the trait object");
         }
         // A restarted consumer of the same configuration resumes after the commit.
         let consumer = ConsumerFactory::create::<String, String, _, _>(

@@ -253,7 +253,7 @@ async fn poll_and_raw_stream() {
             position.find_partition(&topic, 0).map(|e| e.offset()),
             Some(Offset::Offset(6))
         );
-        consumer.commit().expect("commit");
+        consumer.commit_blocking().expect("commit");
         // The rest, then nothing: a timeout.
         for expected in 8..10 {
             assert_eq!(

@@ -77,7 +77,7 @@ async fn a_record_kept_across_a_rebalance_does_not_move_the_new_owner_back() {
         b_read.iter().all(|(p, _)| *p == b_partition),
         "B owns one partition: {b_read:?}"
     );
-    b.commit().expect("B commits");
+    b.commit_blocking().expect("B commits");
     assert_eq!(
         common::group_committed_partition(&env, &group, &topic, b_partition).await,
         Some(PER_PARTITION as i64)
@@ -99,7 +99,7 @@ async fn a_record_kept_across_a_rebalance_does_not_move_the_new_owner_back() {
         );
     }
     drop(kept);
-    a.commit().expect("A commits");
+    a.commit_blocking().expect("A commits");
     assert_eq!(
         common::group_committed_partition(&env, &group, &topic, b_partition).await,
         Some(PER_PARTITION as i64),

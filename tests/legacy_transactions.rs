@@ -205,7 +205,10 @@ async fn consume_transform_produce_commits_offsets_in_the_transaction() {
         producer.abort_transaction(TXN_TIMEOUT).expect("abort");
 
         // The consumer never commits by itself, not even on close.
-        assert!(matches!(consumer.commit(), Err(ConsumerError::Misuse(_))));
+        assert!(matches!(
+            consumer.commit_blocking(),
+            Err(ConsumerError::Misuse(_))
+        ));
         drop(stream);
         first_round
     };

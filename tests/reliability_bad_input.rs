@@ -115,7 +115,7 @@ async fn read_sequence<K: Send + 'static, V: Send + 'static>(
                 .expect("a bad part has bytes");
                 assert_deserialize_error(&error, &topic, offset, *part, &bytes, needles);
                 println!("{implementation:?}: offset {offset}: {error}");
-                consumer.commit().expect("commit after the error");
+                consumer.commit_blocking().expect("commit after the error");
                 assert_eq!(
                     common::group_committed(&env, &group, &topic).await,
                     Some(offset + 1),
@@ -130,7 +130,7 @@ async fn read_sequence<K: Send + 'static, V: Send + 'static>(
             }
         }
     }
-    consumer.commit().expect("commit");
+    consumer.commit_blocking().expect("commit");
     let end = produced.last().expect("records").offset + 1;
     assert_eq!(
         common::group_committed(&env, &group, &topic).await,
@@ -466,7 +466,7 @@ async fn deleted_topic_is_reported_and_other_topics_go_on(implementation: Implem
     consumer.subscribe(&[&doomed, &other]).expect("subscribe");
     let mut stream = consumer.stream();
     let before = take(&mut stream, 6, PATIENCE).await;
-    consumer.commit().expect("commit");
+    consumer.commit_blocking().expect("commit");
     assert_eq!(before.iter().filter(|m| m.topic == doomed).count(), 3);
 
     if env.kind().is_mock() {

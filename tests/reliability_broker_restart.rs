@@ -52,7 +52,9 @@ fn a_consumer_rides_out_a_broker_restart_without_spinning_or_losing_messages() {
                 consumed.insert((message.partition, message.offset));
             }
         });
-        consumer.commit().expect("commit before the outage");
+        consumer
+            .commit_blocking()
+            .expect("commit before the outage");
 
         let outage = env.broker_outage().expect("take the broker away");
         let outage_started = Instant::now();
@@ -112,7 +114,7 @@ fn a_consumer_rides_out_a_broker_restart_without_spinning_or_losing_messages() {
         // commits then. What it re-reads meanwhile was read already.
         let commit_failures = runtime.block_on(async {
             let mut failures = Vec::new();
-            while let Err(error) = consumer.commit() {
+            while let Err(error) = consumer.commit_blocking() {
                 failures.push(error.to_string());
                 assert!(
                     failures.len() < 60,

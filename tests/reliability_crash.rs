@@ -380,7 +380,7 @@ fn child(role: &str) -> ! {
             since_commit += 1;
             if since_commit >= COMMIT_EVERY {
                 since_commit = 0;
-                match consumer.commit() {
+                match consumer.commit_blocking() {
                     Ok(()) => log.write_all(b"C\n").expect("write the child log"),
                     Err(error) => {
                         let line = format!("E commit: {}\n", error.to_string().replace('\n', " "));

@@ -603,7 +603,7 @@ async fn run_member(
 
 /// A synchronous commit, off the async worker's back.
 fn commit(consumer: &dyn KafkaStreamConsumer<String, String>) -> Result<(), ConsumerError> {
-    tokio::task::block_in_place(|| consumer.commit())
+    tokio::task::block_in_place(|| consumer.commit_blocking())
 }
 
 /// The position (next offset to hand out) of each assigned partition the

@@ -53,7 +53,7 @@ async fn a_waiting_consumer_stays_in_its_group(implementation: Implementation) {
         "{implementation:?} read {:?} after waiting {QUIET:?} (max.poll.interval.ms {MAX_POLL_INTERVAL:?})",
         next[0]
     );
-    consumer.commit().expect("commit as a member");
+    consumer.commit_blocking().expect("commit as a member");
     println!(
         "{implementation:?}: waited {QUIET:?} on a quiet topic with max.poll.interval.ms of {MAX_POLL_INTERVAL:?}, then read the next message in order"
     );

@@ -115,7 +115,7 @@ fn a_slow_application_keeps_bounded_memory_and_its_group_membership() {
             }
             (processed, peak, next_offset)
         });
-        consumer.commit().unwrap_or_else(|error| {
+        consumer.commit_blocking().unwrap_or_else(|error| {
             panic!(
                 "{implementation:?}: the member's commit failed (did it leave the group?): {error}"
             )

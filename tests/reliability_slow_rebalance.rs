@@ -99,7 +99,7 @@ async fn partitions_revoked_from_a_slow_member_come_back_readable(implementation
             None => break,
         }
     }
-    b.commit().expect("B commits");
+    b.commit_blocking().expect("B commits");
     drop(b);
 
     let deadline = tokio::time::Instant::now() + PATIENCE;

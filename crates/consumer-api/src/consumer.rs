@@ -7,6 +7,7 @@ use futures_core::Stream;
 use rdkafka::TopicPartitionList;
 
 use crate::batch::{BatchStream, ReadyBatches};
+use crate::closing::Closing;
 use crate::config::ConsumerTier;
 use crate::error::ConsumerError;
 use crate::message::Message;
@@ -54,7 +55,7 @@ impl CloseReport {
 /// The contract every implementation keeps:
 ///
 /// - **At-least-once.** An offset is stored only once its message has been
-///   yielded by the stream; [`commit`](Self::commit) commits exactly the stored
+///   yielded by the stream; [`commit_async`](Self::commit_async) commits exactly the stored
 ///   offsets, never a message still in a buffer.
 /// - **Bad data is per message.** A key or value that cannot be deserialized
 ///   is yielded as [`ConsumerError::Deserialize`] for that one message, and the
@@ -89,7 +90,7 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     ///
     /// The offset rules are those of [`stream`](Self::stream): a batch's
     /// offsets are recorded when it is handed out, so
-    /// [`commit`](Self::commit) covers every message of the batches yielded
+    /// [`commit_async`](Self::commit_async) covers every message of the batches yielded
     /// so far. An error is yielded on its own, between two batches (a
     /// message that cannot be deserialized counts as delivered, as in
     /// `stream`).
@@ -127,20 +128,38 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     /// [`ConsumerError::Kafka`] when librdkafka refuses the subscription.
     fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError>;
 
-    /// Commits, synchronously, the offsets of the messages yielded so far.
+    /// Commits the offsets of the messages yielded so far, blocking the
+    /// calling thread until the broker answers: for code outside an async
+    /// runtime. In async code, await [`commit_async`](Self::commit_async).
     ///
     /// # Errors
     ///
     /// [`ConsumerError::Kafka`] when the broker refuses or cannot be reached.
     /// Committing with nothing new to commit is not an error.
-    fn commit(&self) -> Result<(), ConsumerError>;
+    fn commit_blocking(&self) -> Result<(), ConsumerError>;
+
+    /// The plan's name for [`commit_blocking`](Self::commit_blocking), kept
+    /// so that code written to it compiles; it blocks the calling thread (an
+    /// executor's, in async code) for a broker round trip.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit_blocking`](Self::commit_blocking).
+    #[deprecated(
+        since = "0.1.0",
+        note = "blocks the calling thread: await `commit_async()` in async code, or call `commit_blocking()`"
+    )]
+    fn commit(&self) -> Result<(), ConsumerError> {
+        self.commit_blocking()
+    }
 
     /// Commits the offsets of the messages yielded so far without blocking
     /// the calling thread: the commit is sent at once, and the returned
     /// future resolves with the broker's answer (`Ok`, or the error it
     /// answered: a revoked partition, the coordinator gone). Nothing to
-    /// commit resolves `Ok` at once. [`commit`](Self::commit) is the same,
-    /// blocking until the answer.
+    /// commit resolves `Ok` at once.
+    /// [`commit_blocking`](Self::commit_blocking) is the same, blocking
+    /// until the answer.
     ///
     /// ```no_run
     /// use consumer_api::KafkaStreamConsumer;
@@ -167,13 +186,30 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError>;
 
     /// Commits what was handed out, leaves the group and closes the
-    /// consumer, returning within `timeout` whatever the broker does, with
-    /// a report of what succeeded. It blocks the calling thread for up to
-    /// `timeout`: from async code, call it in `spawn_blocking`. Dropping
-    /// the consumer closes it too, within `ConsumerConfig::close_timeout`,
-    /// and its close also commits what was handed out (through the commit
-    /// on revocation), but without a bound of its own on that commit and
-    /// without a report.
+    /// consumer, resolving within `timeout` whatever the broker does, with
+    /// a report of what succeeded. The close runs on a thread of its own
+    /// ([`Closing`]), so no executor thread waits for the broker.
+    ///
+    /// This is the end of a service: stop reading, then close.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use consumer_api::KafkaStreamConsumer;
+    ///
+    /// async fn shut_down(consumer: Box<dyn KafkaStreamConsumer<String, Vec<u8>>>) {
+    ///     let report = consumer.close(Duration::from_secs(5)).await;
+    ///     if !report.is_clean() {
+    ///         eprintln!("closed with trouble: {report:?}");
+    ///     }
+    /// }
+    /// ```
+    fn close(self: Box<Self>, timeout: Duration) -> Closing;
+
+    /// [`close`](Self::close), blocking the calling thread for up to
+    /// `timeout`: for code outside an async runtime. Dropping the consumer
+    /// closes it too, within `ConsumerConfig::close_timeout`, and its close
+    /// also commits what was handed out (through the commit on revocation),
+    /// but without a report.
     ///
     /// ```no_run
     /// use std::time::Duration;

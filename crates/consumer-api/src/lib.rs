@@ -25,6 +25,7 @@
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 mod batch;
+mod closing;
 mod config;
 mod consumer;
 mod error;
@@ -34,6 +35,7 @@ mod serde;
 mod yaml;
 
 pub use crate::batch::{BatchStream, ReadyBatches};
+pub use crate::closing::Closing;
 pub use crate::config::{
     AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel,
 };

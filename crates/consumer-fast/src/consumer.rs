@@ -88,7 +88,7 @@ impl<K, V> Polled<K, V> {
 ///         Err(error) => eprintln!("skipping: {error}"),
 ///     }
 /// }
-/// consumer.commit()?;
+/// consumer.commit_async().await?;
 /// # Ok(()) }
 /// ```
 pub struct Consumer<K, V> {
@@ -272,15 +272,18 @@ impl<K, V> Consumer<K, V> {
         Ok(self.base.subscribe(topics)?)
     }
 
-    /// Commits, synchronously, the offsets of every message handed to the
-    /// application so far (and of every message whose deserialization error
-    /// was handed out). Messages still buffered by a stream are not covered.
+    /// Commits the offsets of every message handed to the application so far
+    /// (and of every message whose deserialization error was handed out),
+    /// blocking the calling thread until the broker answers: for code
+    /// outside an async runtime (in async code, await
+    /// [`commit_async`](Self::commit_async)). Messages still buffered by a
+    /// stream are not covered.
     ///
     /// # Errors
     ///
     /// [`ConsumerError::Kafka`] when the broker refuses the commit or cannot
     /// be reached. Nothing to commit is not an error.
-    pub fn commit(&self) -> Result<(), ConsumerError> {
+    pub fn commit_blocking(&self) -> Result<(), ConsumerError> {
         let offsets = self.book.snapshot();
         if offsets.count() == 0 {
             return Ok(());
@@ -292,9 +295,23 @@ impl<K, V> Consumer<K, V> {
         }
     }
 
+    /// The plan's name for [`commit_blocking`](Self::commit_blocking), kept
+    /// so that code written to it compiles.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit_blocking`](Self::commit_blocking).
+    #[deprecated(
+        since = "0.1.0",
+        note = "blocks the calling thread: await `commit_async()` in async code, or call `commit_blocking()`"
+    )]
+    pub fn commit(&self) -> Result<(), ConsumerError> {
+        self.commit_blocking()
+    }
+
     /// Commits the offsets of every message handed out so far, as
-    /// [`commit`](Self::commit) does, without blocking: the returned future
-    /// resolves with the broker's answer.
+    /// [`commit_blocking`](Self::commit_blocking) does, without blocking: the
+    /// returned future resolves with the broker's answer.
     ///
     /// ```no_run
     /// # use consumer_fast::Consumer;
@@ -507,7 +524,7 @@ impl<K, V> Consumer<K, V> {
     ///     match batch {
     ///         Ok(messages) => {
     ///             println!("storing {} records in one write", messages.len());
-    ///             consumer.commit()?;
+    ///             consumer.commit_blocking()?;
     ///         }
     ///         Err(error) => eprintln!("skipping: {error}"),
     ///     }
@@ -887,6 +904,28 @@ fn first_offsets(records: impl Iterator<Item = (String, i32, i64)>) -> TopicPart
     list
 }
 
+impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
+    /// [`close_blocking`](Self::close_blocking) on a thread of its own: the
+    /// returned future resolves with the report, within `timeout`, and no
+    /// executor thread waits for the broker. The way to end an async
+    /// service: stop reading, then close.
+    ///
+    /// ```no_run
+    /// # use consumer_fast::Consumer;
+    /// # async fn run(consumer: Consumer<String, Vec<u8>>) {
+    /// use std::time::Duration;
+    ///
+    /// let report = consumer.close(Duration::from_secs(5)).await;
+    /// if !report.is_clean() {
+    ///     eprintln!("closed with trouble: {report:?}");
+    /// }
+    /// # }
+    /// ```
+    pub fn close(self, timeout: Duration) -> consumer_api::Closing {
+        consumer_api::Closing::start(move || self.close_blocking(timeout))
+    }
+}
+
 impl<K, V> Consumer<K, V> {
     /// Commits what was handed out, leaves the group and closes the
     /// consumer, returning within `timeout` whatever the broker does: the
@@ -894,8 +933,8 @@ impl<K, V> Consumer<K, V> {
     /// librdkafka's close what is left of it (see
     /// [`ConsumerConfig::close_timeout`] for what happens when it passes).
     ///
-    /// It blocks the calling thread: from async code, call it in
-    /// `spawn_blocking`. A consumer read through a Dedicated stream is
+    /// It blocks the calling thread: from async code, await
+    /// [`close`](Self::close). A consumer read through a Dedicated stream is
     /// closed once the stream is dropped and the `Arc` unwrapped
     /// (`Arc::try_unwrap`).
     ///
@@ -990,12 +1029,16 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
         Consumer::subscribe(self, topics)
     }
 
-    fn commit(&self) -> Result<(), ConsumerError> {
-        Consumer::commit(self)
+    fn commit_blocking(&self) -> Result<(), ConsumerError> {
+        Consumer::commit_blocking(self)
     }
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
         Consumer::current_offsets(self)
+    }
+
+    fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {
+        Consumer::close(*self, timeout)
     }
 
     fn close_blocking(self: Box<Self>, timeout: Duration) -> consumer_api::CloseReport {

@@ -115,8 +115,8 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
         self.consumer.subscribe(topics)
     }
 
-    fn commit(&self) -> Result<(), ConsumerError> {
-        self.consumer.commit()
+    fn commit_blocking(&self) -> Result<(), ConsumerError> {
+        self.consumer.commit_blocking()
     }
 
     fn commit_async(&self) -> consumer_api::CommitAsync<'_> {
@@ -125,6 +125,12 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
         self.consumer.current_offsets()
+    }
+
+    /// [`close_blocking`](KafkaStreamConsumer::close_blocking) on a thread
+    /// of its own, as [`Consumer::close`] does.
+    fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {
+        consumer_api::Closing::start(move || self.close_blocking(timeout))
     }
 
     /// Closes the consumer as [`Consumer::close_blocking`] does. If the

@@ -539,7 +539,7 @@ where
             ));
         }
         let topics = self.subscription()?;
-        self.commit()?;
+        self.commit_blocking()?;
         let handed_out = self.consumer.context().book.snapshot();
         let KafkaConsumer {
             consumer,
@@ -663,10 +663,12 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         self.consumer.context().reasons.attach(error)
     }
 
-    /// Commits, synchronously, the offsets of every message handed to the
-    /// application so far (including messages whose deserialization error was
-    /// handed out). Nothing else: messages librdkafka has fetched but not
-    /// handed out are not covered.
+    /// Commits the offsets of every message handed to the application so far
+    /// (including messages whose deserialization error was handed out),
+    /// blocking the calling thread until the broker answers: for code
+    /// outside an async runtime (in async code, await
+    /// [`commit_async`](Self::commit_async)). Nothing else: messages
+    /// librdkafka has fetched but not handed out are not covered.
     ///
     /// # Errors
     ///
@@ -685,10 +687,10 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// # async fn run(consumer: KafkaConsumer<String, String, StringSerde, StringSerde>) -> Result<(), ConsumerError> {
     /// let batch: Vec<_> = consumer.stream().take(100).collect().await;
     /// // ... process the batch ...
-    /// consumer.commit()?; // exactly those 100
+    /// consumer.commit_async().await?; // exactly those 100
     /// # Ok(()) }
     /// ```
-    pub fn commit(&self) -> Result<(), ConsumerError> {
+    pub fn commit_blocking(&self) -> Result<(), ConsumerError> {
         if self.transactional {
             return Err(ConsumerError::Misuse(
                 "a transactional consumer's offsets are committed with the producer's \
@@ -706,9 +708,23 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         }
     }
 
-    /// Commits, as [`commit`](Self::commit) does, without blocking: the
-    /// returned future resolves with the broker's answer. A transactional
-    /// consumer's resolves with the same `Misuse` error as `commit`.
+    /// The plan's name for [`commit_blocking`](Self::commit_blocking), kept
+    /// so that code written to it compiles.
+    ///
+    /// # Errors
+    ///
+    /// As [`commit_blocking`](Self::commit_blocking).
+    #[deprecated(
+        since = "0.1.0",
+        note = "blocks the calling thread: await `commit_async()` in async code, or call `commit_blocking()`"
+    )]
+    pub fn commit(&self) -> Result<(), ConsumerError> {
+        self.commit_blocking()
+    }
+
+    /// Commits, as [`commit_blocking`](Self::commit_blocking) does, without
+    /// blocking: the returned future resolves with the broker's answer. A
+    /// transactional consumer's resolves with the same `Misuse` error.
     pub fn commit_async(&self) -> consumer_fast::CommitFuture<'_> {
         if self.transactional {
             return consumer_fast::CommitFuture::ready(Err(ConsumerError::Misuse(
@@ -725,7 +741,7 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// its offsets go with the producer's transaction), leaves the group and
     /// closes the consumer, returning within `timeout` whatever the broker
     /// does: as [`consumer_fast::Consumer::close_blocking`]. It blocks the
-    /// calling thread: from async code, call it in `spawn_blocking`.
+    /// calling thread: from async code, await [`close`](Self::close).
     pub fn close_blocking(mut self, timeout: Duration) -> consumer_api::CloseReport {
         let started = Instant::now();
         let commit = if self.transactional {
@@ -852,6 +868,23 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     }
 }
 
+impl<K, V, KS, VS, C> KafkaConsumer<K, V, KS, VS, C>
+where
+    K: Send + 'static,
+    V: Send + 'static,
+    KS: Serde<K> + 'static,
+    VS: Serde<V> + 'static,
+    C: LegacyConsumerContext,
+{
+    /// [`close_blocking`](Self::close_blocking) on a thread of its own: the
+    /// returned future resolves with the report, within `timeout`, and no
+    /// executor thread waits for the broker. The way to end an async
+    /// service: stop reading, then close.
+    pub fn close(self, timeout: Duration) -> consumer_api::Closing {
+        consumer_api::Closing::start(move || self.close_blocking(timeout))
+    }
+}
+
 impl<K, V, KS, VS, C> KafkaStreamConsumer<K, V> for KafkaConsumer<K, V, KS, VS, C>
 where
     K: Send + 'static,
@@ -872,6 +905,10 @@ where
         Box::pin(KafkaConsumer::batches(self, max))
     }
 
+    fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {
+        KafkaConsumer::close(*self, timeout)
+    }
+
     fn close_blocking(self: Box<Self>, timeout: Duration) -> consumer_api::CloseReport {
         KafkaConsumer::close_blocking(*self, timeout)
     }
@@ -884,8 +921,8 @@ where
         KafkaConsumer::subscribe(self, topics)
     }
 
-    fn commit(&self) -> Result<(), ConsumerError> {
-        KafkaConsumer::commit(self)
+    fn commit_blocking(&self) -> Result<(), ConsumerError> {
+        KafkaConsumer::commit_blocking(self)
     }
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {

@@ -83,7 +83,7 @@
 //!         }
 //!     }
 //!     drop(messages);
-//!     legacy.commit()?; // exactly the messages handed out above
+//!     legacy.commit_async().await?; // exactly the messages handed out above
 //!     println!("next offsets: {:?}", legacy.current_offsets()?);
 //!
 //!     // The way out: commit, leave the group, and carry on in the same group
@@ -138,7 +138,7 @@ mod tests {
         );
         assert_eq!(consumer.tier(), None);
         // Nothing handed out: nothing to commit, and that is fine.
-        consumer.commit().expect("empty commit");
+        consumer.commit_blocking().expect("empty commit");
     }
 
     #[test]
@@ -186,7 +186,10 @@ mod tests {
             .build::<String, String>()
             .expect("built");
         assert_eq!(consumer.config().enable_auto_commit, Some(false));
-        assert!(matches!(consumer.commit(), Err(ConsumerError::Misuse(_))));
+        assert!(matches!(
+            consumer.commit_blocking(),
+            Err(ConsumerError::Misuse(_))
+        ));
         assert!(matches!(
             consumer.into_fast_consumer(),
             Err(ConsumerError::Misuse(_))
