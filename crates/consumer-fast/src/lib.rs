@@ -20,11 +20,11 @@
 //!
 //! - **No busy waiting.** Streams are woken by librdkafka's queue non-empty
 //!   callback (every waiting stream of the consumer); `poll_next` never
-//!   waits for messages and never wakes itself in a loop. It does block
-//!   while it serves a revocation (Standard and Buffered): the revoked
-//!   partitions are committed there, for up to `session.timeout.ms`.
+//!   waits for messages, never waits for the broker (a revocation sends its
+//!   commit and goes on: librdkafka holds the rejoin until the commit is
+//!   answered) and never wakes itself in a loop.
 //! - **At-least-once.** An offset is recorded only when its message is handed
-//!   to the application; [`Consumer::commit`] commits exactly those. On
+//!   to the application; [`Consumer::commit_async`] commits exactly those. On
 //!   revocation they are committed before the partition goes, and messages
 //!   of it still buffered are dropped (the new owner reads them).
 //! - **Bad data is per message.** A key or value that cannot be deserialized

@@ -464,7 +464,7 @@ pub fn serve_queued_before_close<C: ConsumerContext>(
 /// rdkafka's synchronous commit waits without limit, and a broker that
 /// accepts connections but does not answer (a network partition, a frozen
 /// process) would hold the caller forever. The consumers of this workspace
-/// commit with it in `close_blocking` and their blocking commits.
+/// commit with it in `close_blocking`.
 ///
 /// # Errors
 ///

@@ -19,9 +19,9 @@ use crate::context::{LegacyConsumerContext, TrackingContext};
 /// It never ends, and does not wait for messages: when librdkafka has nothing
 /// ready it returns `Pending` and is woken by librdkafka's queue non-empty
 /// callback. Rebalances, commit results and statistics are served inside
-/// `poll_next`, on the task polling the stream; a revocation commits
-/// synchronously there (one broker round trip, waiting at most
-/// `session_timeout_ms`): the one time `poll_next` blocks.
+/// `poll_next`, on the task polling the stream, without waiting for the
+/// broker: a revocation sends its commit and returns (librdkafka holds the
+/// rejoin until the commit is answered).
 ///
 /// # Cancel safety
 ///
