@@ -79,7 +79,9 @@ async fn process(config: ConsumerConfig, topic: &str, limit: usize) -> anyhow::R
                     raw.len()
                 );
             }
-            Err(error) => return Err(error.into()),
+            Err(error) if error.is_fatal() => return Err(error.into()),
+            // A broker restarting: log it; the stream goes on.
+            Err(error) => eprintln!("  {error}"),
         }
         processed += 1;
         if processed % COMMIT_EVERY == 0 {

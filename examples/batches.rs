@@ -31,7 +31,8 @@ async fn main() -> anyhow::Result<()> {
                 written += batch.len();
                 consumer.commit_async().await?; // the batches written so far, nothing buffered
             }
-            // One record that cannot be decoded, or a broker error: the
+            Some(Err(error)) if error.is_fatal() => return Err(error.into()),
+            // One record that cannot be decoded, or a broker restarting: the
             // batches go on.
             Some(Err(error)) => eprintln!("skipping: {error}"),
             None => break,

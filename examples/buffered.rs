@@ -19,9 +19,13 @@ async fn main() -> anyhow::Result<()> {
     consumer.subscribe(&[&demo.topic])?;
 
     let mut messages = consumer.buffered_stream(32).take(demo.messages);
-    while let Some(message) = messages.next().await {
-        let message = message?;
-        println!("{message}: {:?} = {:?}", message.key, message.value);
+    while let Some(item) = messages.next().await {
+        match item {
+            Ok(message) => println!("{message}: {:?} = {:?}", message.key, message.value),
+            Err(error) if error.is_fatal() => return Err(error.into()),
+            // A record that does not decode, a broker restarting: log, go on.
+            Err(error) => eprintln!("skipping: {error}"),
+        }
     }
     // Dropping the stream hands messages it buffered but never yielded back
     // to librdkafka: the next stream (or the group's next owner) reads them.

@@ -47,8 +47,12 @@ async fn main() -> anyhow::Result<()> {
         consumer.subscribe(&[&demo.topic])?;
         let mut messages = consumer.stream().take(demo.messages);
         let mut values = Vec::new();
-        while let Some(message) = messages.next().await {
-            values.extend(message?.value);
+        while let Some(item) = messages.next().await {
+            match item {
+                Ok(message) => values.extend(message.value),
+                Err(error) if error.is_fatal() => return Err(error.into()),
+                Err(error) => eprintln!("skipping: {error}"),
+            }
         }
         drop(messages);
         consumer.commit_async().await?;

@@ -40,11 +40,12 @@ async fn main() -> anyhow::Result<()> {
                 break;
             }
             next = tokio::time::timeout(IDLE, messages.next()) => match next {
-                Ok(Some(message)) => {
-                    let message = message?;
+                Ok(Some(Ok(message))) => {
                     consumed += 1;
                     println!("{message}: {:?} = {:?}", message.key, message.value);
                 }
+                Ok(Some(Err(error))) if error.is_fatal() => return Err(error.into()),
+                Ok(Some(Err(error))) => eprintln!("skipping: {error}"),
                 Ok(None) => break, // the consumer was closed
                 Err(_) => {
                     println!("no message for {IDLE:?}: stopping");

@@ -33,8 +33,13 @@
 //! let consumer = ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)?;
 //! consumer.subscribe(&["events"])?;
 //! let mut messages = consumer.stream();
-//! while let Some(message) = messages.next().await {
-//!     println!("{}", message?);
+//! while let Some(item) = messages.next().await {
+//!     match item {
+//!         Ok(message) => println!("{message}"),
+//!         // Stop on what cannot get better; log the rest and go on.
+//!         Err(error) if error.is_fatal() => return Err(error),
+//!         Err(error) => eprintln!("skipping: {error}"),
+//!     }
 //! }
 //! consumer.commit_async().await?;
 //! # Ok(()) }
@@ -48,16 +53,22 @@ pub use consumer_factory as factory;
 pub use consumer_fast as fast;
 #[doc(inline)]
 pub use consumer_legacy as legacy;
+/// The rdkafka crate this library is built on (its version is this
+/// library's), for what the API does not cover: `TopicPartitionList`,
+/// `Offset`, client contexts.
+pub use rdkafka;
 
 /// What a service consuming Kafka usually needs, in one import.
 pub mod prelude {
     pub use consumer_api::{
-        BytesSerde, ConsumerConfig, ConsumerError, ConsumerTier, Headers, JsonSerde,
-        KafkaStreamConsumer, Message, Serde, StringSerde, Timestamp,
+        AutoOffsetReset, BytesSerde, CloseReport, ConfigError, ConsumerConfig, ConsumerError,
+        ConsumerTier, ErrorCode, Headers, JsonSerde, KafkaStreamConsumer, Message, Misuse, Serde,
+        StringSerde, Timestamp, TopicPartitionList,
     };
     pub use consumer_factory::ConsumerFactory;
     pub use consumer_fast::{Consumer, TieredConsumer};
     pub use consumer_legacy::{ConsumerBuilder, KafkaConsumer};
+    pub use rdkafka::Offset;
 }
 
 /// The README's code blocks, compiled as doctests so they stay true.

@@ -168,6 +168,8 @@ fn assert_deserialize_error(
         ),
         other => panic!("expected a Deserialize error at offset {offset}, got {other:?}"),
     }
+    // The stream goes on after it, and reading the record again fails again.
+    assert!(!error.is_fatal() && !error.is_retriable(), "{error:?}");
     let text = error.to_string();
     let place = format!("the {part} of the record at {topic}/0@{offset}");
     assert!(text.contains(&place), "{text:?} does not name {place:?}");
@@ -379,13 +381,9 @@ async fn first_error_where<K, V>(
     }
 }
 
-fn code(error: &ConsumerError) -> Option<RDKafkaErrorCode> {
-    error.kafka_error().and_then(|e| e.rdkafka_error_code())
-}
-
 /// Case 6: subscribing to a topic that does not exist is not an error (the
 /// topic may be created later), but the stream reports it once, as a
-/// `Reported` `UnknownTopicOrPartition` error whose text names the topic;
+/// `Kafka` `UnknownTopicOrPartition` error, with a reason whose text names the topic;
 /// then it waits, without errors or busy work, and once the topic exists its
 /// messages arrive.
 async fn unknown_topic_is_reported_naming_it(implementation: Implementation) {
@@ -404,13 +402,15 @@ async fn unknown_topic_is_reported_naming_it(implementation: Implementation) {
     let mut stream = consumer.stream();
     let started = Instant::now();
     let error = first_error_where(&mut stream, PATIENCE, |error| {
-        code(error) == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+        error.code() == Some(RDKafkaErrorCode::UnknownTopicOrPartition)
     })
     .await
     .unwrap_or_else(|| panic!("{implementation:?}: no unknown-topic error within {PATIENCE:?}"));
+    // The topic may yet be created: retriable, not fatal.
+    assert!(error.is_retriable() && !error.is_fatal(), "{error:?}");
     let text = error.to_string();
     assert!(
-        matches!(&error, ConsumerError::Reported { reason, .. } if reason.contains(&topic)),
+        matches!(&error, ConsumerError::Kafka { reason: Some(reason), .. } if reason.contains(&topic)),
         "{implementation:?}: {error:?} does not name {topic}"
     );
     assert!(text.contains(&topic), "{text}");
@@ -494,7 +494,7 @@ async fn deleted_topic_is_reported_and_other_topics_go_on(implementation: Implem
     );
     assert!(
         matches!(
-            code(&error),
+            error.code(),
             Some(RDKafkaErrorCode::UnknownTopicOrPartition | RDKafkaErrorCode::UnknownTopic)
         ),
         "{error:?}"
@@ -542,16 +542,18 @@ async fn unreachable_broker_is_reported_naming_it(implementation: Implementation
     };
     println!("{implementation:?}: after {:?}: {error}", started.elapsed());
     assert!(
-        matches!(&error, ConsumerError::Reported { reason, .. } if reason.contains("127.0.0.1:1")),
+        matches!(&error, ConsumerError::Kafka { reason: Some(reason), .. } if reason.contains("127.0.0.1:1")),
         "{implementation:?}: {error:?} does not name the broker"
     );
     assert!(
         matches!(
-            code(&error),
+            error.code(),
             Some(RDKafkaErrorCode::BrokerTransportFailure | RDKafkaErrorCode::AllBrokersDown)
         ),
         "{error:?}"
     );
+    // Not the end: the broker may come up; a reading loop logs and goes on.
+    assert!(error.is_retriable() && !error.is_fatal(), "{error:?}");
     assert_drops_promptly!(implementation, consumer, stream);
 }
 

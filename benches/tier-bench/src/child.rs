@@ -814,7 +814,7 @@ impl<V: ValueView, S: Serde<V>> Driver for ConvertingDriver<'_, V, S> {
                 Some(Ok(record)) => {
                     Message::<String, V>::from_kafka(&record, &StringSerde, self.value_serde)
                 }
-                Some(Err(error)) => Err(ConsumerError::Kafka(error)),
+                Some(Err(error)) => Err(ConsumerError::from(error)),
                 None => continue,
             };
             if item.feed(job) {

@@ -453,7 +453,7 @@ impl ConsumerConfig {
                         reason,
                     })
                 }
-                other => ConsumerError::Kafka(other),
+                other => ConsumerError::from(other),
             })
     }
 }

@@ -4,7 +4,7 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures_core::Stream;
-use rdkafka::TopicPartitionList;
+use rdkafka::{Offset, TopicPartitionList};
 
 use crate::batch::{BatchStream, ReadyBatches};
 use crate::closing::Closing;
@@ -46,6 +46,48 @@ impl CloseReport {
     /// within the timeout.
     pub fn is_clean(&self) -> bool {
         self.commit.is_ok() && self.left_group_in.is_some()
+    }
+}
+
+/// How far behind one assigned partition the application is: from
+/// [`KafkaStreamConsumer::lag`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct PartitionLag {
+    /// The partition's topic.
+    pub topic: String,
+    /// The partition.
+    pub partition: i32,
+    /// The offset of the next message the application will be handed;
+    /// `None` until it has been handed one of this partition.
+    pub position: Option<i64>,
+    /// The partition's high watermark (the offset the next record written
+    /// will get) as librdkafka last saw it in a fetch response; `None`
+    /// before the first.
+    pub high_watermark: Option<i64>,
+}
+
+impl PartitionLag {
+    /// A partition's lag: `position` and `high_watermark` as given.
+    pub fn new(
+        topic: impl Into<String>,
+        partition: i32,
+        position: Option<i64>,
+        high_watermark: Option<i64>,
+    ) -> Self {
+        PartitionLag {
+            topic: topic.into(),
+            partition,
+            position,
+            high_watermark,
+        }
+    }
+
+    /// How many records of the partition the application has not been
+    /// handed yet (`high_watermark - position`, never negative); `None`
+    /// while either is unknown.
+    pub fn lag(&self) -> Option<i64> {
+        Some((self.high_watermark? - self.position?).max(0))
     }
 }
 
@@ -223,6 +265,115 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     /// }
     /// ```
     fn close_blocking(self: Box<Self>, timeout: Duration) -> CloseReport;
+
+    /// The partitions assigned to this consumer.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot tell.
+    fn assignment(&self) -> Result<TopicPartitionList, ConsumerError>;
+
+    /// Moves an assigned partition's read position to `offset`: the next
+    /// message of it handed out is the one at `offset` (messages of it
+    /// already read ahead are dropped, not handed out). It waits up to
+    /// `timeout` for librdkafka's fetcher to take the new position (a local
+    /// hand-over, not a broker round trip).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses (the partition is
+    /// not assigned, the timeout passed).
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), ConsumerError>;
+
+    /// Moves every assigned partition to its first record with a timestamp
+    /// at or after `timestamp_ms` (milliseconds since the Unix epoch), or to
+    /// its end where there is none; returns the offsets sought. Asking the
+    /// broker for those offsets (`offsets_for_times`) blocks the calling
+    /// thread for up to `timeout`: outside an async runtime, or in
+    /// `spawn_blocking`.
+    ///
+    /// ```no_run
+    /// use std::time::{Duration, SystemTime, UNIX_EPOCH};
+    /// use consumer_api::{ConsumerError, KafkaStreamConsumer};
+    ///
+    /// fn replay_last_hour(consumer: &dyn KafkaStreamConsumer<String, String>) -> Result<(), ConsumerError> {
+    ///     let hour_ago = SystemTime::now() - Duration::from_secs(3600);
+    ///     let millis = hour_ago.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+    ///     let sought = consumer.seek_to_timestamp_blocking(millis, Duration::from_secs(10))?;
+    ///     println!("reading again from {sought:?}");
+    ///     Ok(())
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker cannot answer in time or a
+    /// seek is refused.
+    fn seek_to_timestamp_blocking(
+        &self,
+        timestamp_ms: i64,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, ConsumerError>;
+
+    /// Stops fetching from these partitions until [`resume`](Self::resume);
+    /// the consumer stays in its group.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError>;
+
+    /// Resumes fetching from paused partitions.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError>;
+
+    /// The group's committed offsets for the assigned partitions, asked of
+    /// the broker: blocks the calling thread for up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker cannot answer in time.
+    fn committed_blocking(&self, timeout: Duration) -> Result<TopicPartitionList, ConsumerError>;
+
+    /// Leaves the subscription: the partitions are revoked (what was handed
+    /// out from them is committed, as on any revocation) once the consumer
+    /// is next polled, and the stream hands out nothing more until the next
+    /// [`subscribe`](Self::subscribe).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    fn unsubscribe(&self) -> Result<(), ConsumerError>;
+
+    /// How far behind the application is on each assigned partition: the
+    /// high watermark librdkafka last saw minus the position of the next
+    /// message the application will be handed. No broker round trip: the
+    /// watermark is the one of the latest fetch response, so it is as fresh
+    /// as the consumer's fetching.
+    ///
+    /// ```no_run
+    /// use consumer_api::KafkaStreamConsumer;
+    ///
+    /// fn report(consumer: &dyn KafkaStreamConsumer<String, String>) {
+    ///     for partition in consumer.lag().unwrap_or_default() {
+    ///         println!("{}/{}: {:?} behind", partition.topic, partition.partition, partition.lag());
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
+    fn lag(&self) -> Result<Vec<PartitionLag>, ConsumerError>;
 
     /// Which implementation this is: `None` for the legacy `StreamConsumer`,
     /// otherwise the fast consumer's tier. Handy for a startup log line.

@@ -2,25 +2,66 @@
 
 use std::time::Duration;
 
-use rdkafka::error::KafkaError;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
 use crate::serde::SerdeError;
 
 /// Everything a consumer can report.
 ///
 /// Each variant's message names what went wrong and where, so that a log line
-/// alone is enough to act on. Match on the variant (and its fields) to act in
-/// code: a [`ConsumerError::Deserialize`] carries what a dead-letter handler
-/// needs.
+/// alone is enough to act on. To act in code, ask the error:
+/// [`is_fatal`](Self::is_fatal) (stop: nothing more will come without a
+/// change), [`is_retriable`](Self::is_retriable) (the same call may succeed
+/// later), [`code`](Self::code) (librdkafka's code, to match on), or match
+/// the variant: a [`ConsumerError::Deserialize`] carries what a dead-letter
+/// handler needs.
+///
+/// A stream goes on after every error but a fatal one, so a reading loop
+/// logs the others and carries on:
+///
+/// ```
+/// use consumer_api::{ConsumerError, KafkaStreamConsumer};
+/// use futures_util::StreamExt;
+///
+/// async fn run(consumer: &dyn KafkaStreamConsumer<String, String>) -> Result<(), ConsumerError> {
+///     let mut messages = consumer.stream();
+///     while let Some(item) = messages.next().await {
+///         match item {
+///             Ok(message) => println!("{message}"),
+///             Err(error) if error.is_fatal() => return Err(error),
+///             // A broker restarting, a record that does not decode: log, go on.
+///             Err(error) => eprintln!("skipping: {error}"),
+///         }
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
-    /// librdkafka or the broker reported an error.
-    #[error("Kafka error: {0}")]
-    Kafka(#[from] KafkaError),
+    /// librdkafka or the broker reported an error, with librdkafka's own
+    /// account of what it concerns when it gave one while consuming: the
+    /// topic that does not exist or was deleted, the broker address that
+    /// cannot be reached, the partition whose fetch failed. A stream goes on
+    /// after it unless it [is fatal](Self::is_fatal).
+    ///
+    /// Fatal when librdkafka says so (code `Fatal`, or a fatal transactional
+    /// error); retriable for the codes of a broker, coordinator or leader
+    /// that is away or busy (see [`is_retriable`](Self::is_retriable)).
+    #[error("Kafka error: {error}{}", reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default())]
+    Kafka {
+        /// The error, with its code.
+        #[source]
+        error: KafkaError,
+        /// librdkafka's description, e.g. `Subscribed topic not available:
+        /// orders: Broker: Unknown topic or partition`.
+        reason: Option<String>,
+    },
 
     /// A record's key or value could not be deserialized. The record counts as
     /// delivered: the stream goes on with the next one.
+    ///
+    /// Neither fatal nor retriable: the same bytes fail again.
     #[error(
         "cannot deserialize the {part} of the record at {topic}/{partition}@{offset} ({} bytes): {source}",
         raw.len()
@@ -41,67 +82,179 @@ pub enum ConsumerError {
         source: SerdeError,
     },
 
-    /// librdkafka reported an error while consuming, with its own account of
-    /// what it concerns: the topic that does not exist or was deleted, the
-    /// broker address that cannot be reached, the partition whose fetch
-    /// failed. The stream goes on: it is not the end of it.
-    ///
-    /// [`kafka_error`](ConsumerError::kafka_error) gives the librdkafka error
-    /// of this variant and of [`ConsumerError::Kafka`] alike.
-    #[error("Kafka error: {error}: {reason}")]
-    Reported {
-        /// The error, with its code.
-        error: KafkaError,
-        /// librdkafka's description, e.g. `Subscribed topic not available:
-        /// orders: Broker: Unknown topic or partition`.
-        reason: String,
-    },
-
-    /// The configuration is invalid.
+    /// The configuration is invalid. Fatal: nothing works until it changes.
     #[error(transparent)]
     Config(#[from] ConfigError),
 
-    /// Nothing arrived within the time the caller allowed.
+    /// Nothing arrived within the time the caller allowed. Retriable.
     #[error("no message arrived within {0:?}")]
     Timeout(Duration),
 
     /// Another thread asked a blocking poll to return (the fast
     /// consumer's `wakeup()`, as the Java consumer's): nothing was taken.
+    /// Retriable: polling again waits again.
     #[error("woken up by wakeup() before a message arrived")]
     WokenUp,
 
-    /// The caller used the API in a way it does not allow.
+    /// The caller used the API in a way it does not allow; the consumer is
+    /// unharmed. Neither fatal nor retriable: the same call fails again.
     #[error("misuse: {0}")]
-    Misuse(String),
+    Misuse(#[from] Misuse),
 
-    /// A thread or file operation failed.
+    /// A thread or file operation failed. Neither fatal nor retriable.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 
-    /// The consumer was closed; it delivers nothing more.
+    /// The consumer was closed; it delivers nothing more. Fatal.
     #[error("the consumer is closed")]
     Closed,
 }
 
+impl From<KafkaError> for ConsumerError {
+    fn from(error: KafkaError) -> Self {
+        ConsumerError::Kafka {
+            error,
+            reason: None,
+        }
+    }
+}
+
 impl ConsumerError {
-    /// The librdkafka error of a [`ConsumerError::Kafka`] or
-    /// [`ConsumerError::Reported`]; `None` for every other variant.
+    /// The librdkafka error of a [`ConsumerError::Kafka`]; `None` for every
+    /// other variant.
     pub fn kafka_error(&self) -> Option<&KafkaError> {
         match self {
-            ConsumerError::Kafka(error) | ConsumerError::Reported { error, .. } => Some(error),
+            ConsumerError::Kafka { error, .. } => Some(error),
             _ => None,
         }
     }
 
-    /// An error librdkafka reported, with the description it gave for it
-    /// when there is one: [`ConsumerError::Reported`], else
-    /// [`ConsumerError::Kafka`].
-    pub fn reported(error: KafkaError, reason: Option<String>) -> Self {
-        match reason {
-            Some(reason) if !reason.is_empty() => ConsumerError::Reported { error, reason },
-            _ => ConsumerError::Kafka(error),
+    /// librdkafka's error code of a [`ConsumerError::Kafka`], when it has
+    /// one, to match on:
+    ///
+    /// ```
+    /// use consumer_api::{ConsumerError, ErrorCode};
+    ///
+    /// fn is_missing_topic(error: &ConsumerError) -> bool {
+    ///     error.code() == Some(ErrorCode::UnknownTopicOrPartition)
+    /// }
+    /// ```
+    pub fn code(&self) -> Option<RDKafkaErrorCode> {
+        self.kafka_error().and_then(KafkaError::rdkafka_error_code)
+    }
+
+    /// Whether this consumer can deliver nothing more without a change: a
+    /// fatal librdkafka error (a fatal consumption error, code `Fatal`, or a
+    /// fatal transactional error), an invalid configuration, or a closed consumer. After any
+    /// other error the stream goes on.
+    pub fn is_fatal(&self) -> bool {
+        match self {
+            ConsumerError::Kafka { error, .. } => {
+                matches!(error, KafkaError::MessageConsumptionFatal(_))
+                    || error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
+                    || matches!(error, KafkaError::Transaction(inner) if inner.is_fatal())
+            }
+            ConsumerError::Config(_) | ConsumerError::Closed => true,
+            ConsumerError::Deserialize { .. }
+            | ConsumerError::Timeout(_)
+            | ConsumerError::WokenUp
+            | ConsumerError::Misuse(_)
+            | ConsumerError::Io(_) => false,
         }
     }
+
+    /// Whether the same call may succeed later without a change: a
+    /// [`Timeout`](Self::Timeout), a [`WokenUp`](Self::WokenUp) poll, or a
+    /// Kafka error of a broker, coordinator or partition leader that is away
+    /// or busy (all brokers down, a transport failure, a timed-out request,
+    /// a coordinator moving or loading, a rebalance in progress, a leader
+    /// election, an unknown topic that may yet be created), or one
+    /// librdkafka marks retriable.
+    pub fn is_retriable(&self) -> bool {
+        match self {
+            ConsumerError::Kafka { error, .. } => {
+                matches!(error, KafkaError::Transaction(inner) if inner.is_retriable())
+                    || error.rdkafka_error_code().is_some_and(is_transient)
+            }
+            ConsumerError::Timeout(_) | ConsumerError::WokenUp => true,
+            ConsumerError::Deserialize { .. }
+            | ConsumerError::Config(_)
+            | ConsumerError::Misuse(_)
+            | ConsumerError::Io(_)
+            | ConsumerError::Closed => false,
+        }
+    }
+
+    /// An error librdkafka reported, with the description it gave for it
+    /// (an empty one counts as none).
+    pub fn reported(error: KafkaError, reason: Option<String>) -> Self {
+        ConsumerError::Kafka {
+            error,
+            reason: reason.filter(|reason| !reason.is_empty()),
+        }
+    }
+}
+
+/// The codes of a broker, coordinator or leader that is away or busy: the
+/// same request may succeed later.
+fn is_transient(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        code,
+        Code::AllBrokersDown
+            | Code::BrokerTransportFailure
+            | Code::Resolve
+            | Code::OperationTimedOut
+            | Code::RequestTimedOut
+            | Code::WaitingForCoordinator
+            | Code::NotCoordinator
+            | Code::CoordinatorNotAvailable
+            | Code::CoordinatorLoadInProgress
+            | Code::RebalanceInProgress
+            | Code::NetworkException
+            | Code::LeaderNotAvailable
+            | Code::NotLeaderForPartition
+            | Code::UnknownTopicOrPartition
+            | Code::BrokerNotAvailable
+            | Code::NotEnoughReplicas
+            | Code::QueueFull
+            | Code::Retry
+    )
+}
+
+/// A call the API does not allow, from [`ConsumerError::Misuse`]: what was
+/// asked, so that a handler can tell one from another.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Misuse {
+    /// A transactional consumer was asked to commit: its offsets are
+    /// committed with the producer's `send_offsets_to_transaction` (see
+    /// `current_offsets`).
+    #[error(
+        "a transactional consumer's offsets are committed with the producer's \
+         send_offsets_to_transaction (see current_offsets), not by the consumer"
+    )]
+    CommitOnTransactionalConsumer,
+    /// A transactional consumer was asked to become a fast consumer, whose
+    /// offsets it would commit itself.
+    #[error(
+        "a transactional consumer cannot become a fast consumer: its offsets are committed \
+         by the producer's transactions"
+    )]
+    TransactionalIntoFast,
+    /// A second Dedicated stream was opened while one is open: each has
+    /// its polling thread, and two would share the messages.
+    #[error("a dedicated stream of this consumer is already open; drop it before opening another")]
+    DedicatedStreamAlreadyOpen,
+    /// A call that needs a Tokio runtime (with timers) was made outside one.
+    #[error("{call} needs a Tokio runtime with timers")]
+    NoTokioRuntime {
+        /// The call, e.g. `KafkaConsumer::poll`.
+        call: &'static str,
+    },
+    /// A future was polled again after it completed.
+    #[error("{0} was polled after it completed")]
+    PolledAfterCompletion(&'static str),
 }
 
 /// Which part of a record a [`ConsumerError::Deserialize`] is about.
@@ -187,4 +340,137 @@ pub enum ConfigError {
         /// What the operating system said.
         reason: String,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn kafka(error: KafkaError) -> ConsumerError {
+        ConsumerError::from(error)
+    }
+
+    /// `(error, fatal, retriable)` for every variant, and the Kafka codes
+    /// that matter most.
+    fn cases() -> Vec<(ConsumerError, bool, bool)> {
+        vec![
+            (
+                kafka(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::AllBrokersDown,
+                )),
+                false,
+                true,
+            ),
+            (
+                ConsumerError::reported(
+                    KafkaError::MessageConsumption(RDKafkaErrorCode::BrokerTransportFailure),
+                    Some("127.0.0.1:1/bootstrap: Connect failed".to_owned()),
+                ),
+                false,
+                true,
+            ),
+            (
+                kafka(KafkaError::ConsumerCommit(
+                    RDKafkaErrorCode::RebalanceInProgress,
+                )),
+                false,
+                true,
+            ),
+            (
+                kafka(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::TopicAuthorizationFailed,
+                )),
+                false,
+                false,
+            ),
+            (
+                kafka(KafkaError::MessageConsumptionFatal(RDKafkaErrorCode::Fatal)),
+                true,
+                false,
+            ),
+            (
+                ConsumerError::Deserialize {
+                    topic: "orders".to_owned(),
+                    partition: 0,
+                    offset: 7,
+                    part: PayloadPart::Value,
+                    raw: b"{".to_vec(),
+                    source: SerdeError::new("EOF"),
+                },
+                false,
+                false,
+            ),
+            (
+                ConsumerError::Config(ConfigError::Invalid {
+                    field: "group_id".to_owned(),
+                    value: String::new(),
+                    reason: "empty".to_owned(),
+                }),
+                true,
+                false,
+            ),
+            (ConsumerError::Timeout(Duration::from_secs(1)), false, true),
+            (ConsumerError::WokenUp, false, true),
+            (
+                ConsumerError::Misuse(Misuse::DedicatedStreamAlreadyOpen),
+                false,
+                false,
+            ),
+            (
+                ConsumerError::Io(std::io::Error::other("no threads")),
+                false,
+                false,
+            ),
+            (ConsumerError::Closed, true, false),
+        ]
+    }
+
+    #[test]
+    fn every_variant_says_whether_it_is_fatal_or_retriable() {
+        for (error, fatal, retriable) in cases() {
+            assert_eq!(error.is_fatal(), fatal, "is_fatal of {error:?}");
+            assert_eq!(error.is_retriable(), retriable, "is_retriable of {error:?}");
+            assert!(
+                !(error.is_fatal() && error.is_retriable()),
+                "{error:?} is both"
+            );
+        }
+    }
+
+    #[test]
+    fn the_code_is_librdkafkas_and_only_kafka_errors_have_one() {
+        let error = kafka(KafkaError::MessageConsumption(
+            RDKafkaErrorCode::UnknownTopicOrPartition,
+        ));
+        assert_eq!(
+            error.code(),
+            Some(RDKafkaErrorCode::UnknownTopicOrPartition)
+        );
+        assert_eq!(ConsumerError::Closed.code(), None);
+        assert_eq!(ConsumerError::Timeout(Duration::ZERO).code(), None);
+    }
+
+    #[test]
+    fn a_reason_is_kept_and_shown_and_an_empty_one_is_none() {
+        let reported = ConsumerError::reported(
+            KafkaError::MessageConsumption(RDKafkaErrorCode::UnknownTopicOrPartition),
+            Some("Subscribed topic not available: orders".to_owned()),
+        );
+        assert!(
+            reported
+                .to_string()
+                .ends_with(": Subscribed topic not available: orders"),
+            "{reported}"
+        );
+        assert!(matches!(
+            ConsumerError::reported(KafkaError::Canceled, Some(String::new())),
+            ConsumerError::Kafka { reason: None, .. }
+        ));
+        // The librdkafka error stays reachable as the source.
+        let source = std::error::Error::source(&reported).map(ToString::to_string);
+        assert!(
+            source.is_some_and(|source| source.contains("UnknownTopicOrPartition")),
+            "{reported:?}"
+        );
+    }
 }

@@ -39,8 +39,12 @@ pub use crate::closing::Closing;
 pub use crate::config::{
     AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel,
 };
-pub use crate::consumer::{CloseReport, CommitAsync, KafkaStreamConsumer, MessageStream};
-pub use crate::error::{ConfigError, ConsumerError, PayloadPart};
+pub use crate::consumer::{
+    CloseReport, CommitAsync, KafkaStreamConsumer, MessageStream, PartitionLag,
+};
+pub use crate::error::{ConfigError, ConsumerError, Misuse, PayloadPart};
 pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};
 pub use crate::serde::{BytesSerde, JsonSerde, Serde, SerdeError, StringSerde};
-pub use rdkafka::TopicPartitionList;
+/// librdkafka's error codes, as [`ConsumerError::code`] gives them.
+pub use rdkafka::error::RDKafkaErrorCode as ErrorCode;
+pub use rdkafka::{Offset, TopicPartitionList};

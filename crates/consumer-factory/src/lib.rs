@@ -36,8 +36,12 @@
 //! )?;
 //! consumer.subscribe(&["events"])?;
 //! let mut messages = consumer.stream();
-//! while let Some(message) = messages.next().await {
-//!     println!("{}", message?);
+//! while let Some(item) = messages.next().await {
+//!     match item {
+//!         Ok(message) => println!("{message}"),
+//!         Err(error) if error.is_fatal() => return Err(error),
+//!         Err(error) => eprintln!("skipping: {error}"),
+//!     }
 //! }
 //! # Ok(()) }
 //! ```

@@ -117,7 +117,7 @@ unsafe extern "C" fn wake_on_answer(_: *mut rdsys::rd_kafka_t, opaque: *mut c_vo
 }
 
 fn commit_error(error: rdsys::rd_kafka_resp_err_t) -> ConsumerError {
-    ConsumerError::Kafka(KafkaError::ConsumerCommit(RDKafkaErrorCode::from(error)))
+    ConsumerError::from(KafkaError::ConsumerCommit(RDKafkaErrorCode::from(error)))
 }
 
 impl Future for CommitFuture<'_> {
@@ -128,7 +128,7 @@ impl Future for CommitFuture<'_> {
         let (queue, waker) = match &mut this.state {
             State::Ready(result) => {
                 return Poll::Ready(result.take().unwrap_or(Err(ConsumerError::Misuse(
-                    "a commit future was polled after it completed".to_owned(),
+                    consumer_api::Misuse::PolledAfterCompletion("a commit future"),
                 ))));
             }
             State::Waiting { queue, waker } => (*queue, Arc::clone(waker)),

@@ -407,9 +407,9 @@ impl<K, V> Consumer<K, V> {
     /// [`ConsumerError::Timeout`] when nothing arrived in time;
     /// [`ConsumerError::WokenUp`] when [`wakeup`](Self::wakeup) asked it
     /// to return; [`ConsumerError::Deserialize`] for a message that cannot be
-    /// deserialized (it counts as delivered); [`ConsumerError::Reported`]
-    /// (or [`ConsumerError::Kafka`] without a description) for an error
-    /// librdkafka reports: match with [`ConsumerError::kafka_error`].
+    /// deserialized (it counts as delivered); [`ConsumerError::Kafka`], with
+    /// librdkafka's description as its `reason` when it gave one, for an
+    /// error librdkafka reports: match with [`ConsumerError::code`].
     pub fn poll_blocking(&self, timeout: Duration) -> Result<Message<K, V>, ConsumerError> {
         let deadline = Instant::now() + timeout;
         let slot = WakerSlot::new(&self.wakers);
@@ -602,6 +602,61 @@ impl<K, V> Consumer<K, V> {
         // Readers that found the lock taken wait for this.
         self.wakers.wake_all();
         Ok(result?)
+    }
+
+    /// Moves every assigned partition to its first record with a timestamp
+    /// at or after `timestamp_ms` (or to its end where there is none), as
+    /// [`seek`](Self::seek) does; returns the offsets sought. Asking the
+    /// broker for them blocks for up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker does not answer in time or a
+    /// seek is refused.
+    pub fn seek_to_timestamp_blocking(
+        &self,
+        timestamp_ms: i64,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, ConsumerError> {
+        let offsets = crate::watermarks::offsets_at_timestamp(&*self.base, timestamp_ms, timeout)?;
+        for element in offsets.elements() {
+            self.seek(
+                element.topic(),
+                element.partition(),
+                element.offset(),
+                timeout,
+            )?;
+        }
+        Ok(offsets)
+    }
+
+    /// Leaves the subscription: the partitions are revoked (what was handed
+    /// out from them is committed, as on any revocation) when the consumer
+    /// is next polled. Messages already read ahead (a Buffered batch, the
+    /// Dedicated channel) are not handed out: once this returns, a stream
+    /// hands out nothing until the next [`subscribe`](Self::subscribe).
+    pub fn unsubscribe(&self) {
+        {
+            // Exclusive, as for a seek: what a reader polled before is stale.
+            let _leaving = self.gate.seek();
+            if let Ok(assignment) = self.base.assignment() {
+                let elements = assignment.elements();
+                self.book
+                    .invalidate(elements.iter().map(|e| (e.topic(), e.partition())));
+            }
+            self.base.unsubscribe();
+        }
+        self.wakers.wake_all();
+    }
+
+    /// How far behind the application is on each assigned partition (see
+    /// [`KafkaStreamConsumer::lag`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
+    pub fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
+        crate::watermarks::partition_lag(&*self.base, &self.book)
     }
 
     /// Stops fetching from these partitions until [`resume`](Self::resume).
@@ -1035,6 +1090,49 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {
         Consumer::current_offsets(self)
+    }
+
+    fn assignment(&self) -> Result<TopicPartitionList, ConsumerError> {
+        Consumer::assignment(self)
+    }
+
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), ConsumerError> {
+        Consumer::seek(self, topic, partition, offset, timeout)
+    }
+
+    fn seek_to_timestamp_blocking(
+        &self,
+        timestamp_ms: i64,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, ConsumerError> {
+        Consumer::seek_to_timestamp_blocking(self, timestamp_ms, timeout)
+    }
+
+    fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        Consumer::pause(self, partitions)
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        Consumer::resume(self, partitions)
+    }
+
+    fn committed_blocking(&self, timeout: Duration) -> Result<TopicPartitionList, ConsumerError> {
+        Consumer::committed(self, timeout)
+    }
+
+    fn unsubscribe(&self) -> Result<(), ConsumerError> {
+        Consumer::unsubscribe(self);
+        Ok(())
+    }
+
+    fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
+        Consumer::lag(self)
     }
 
     fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {

@@ -97,8 +97,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
     ) -> Result<DedicatedKafkaStream<K, V>, ConsumerError> {
         if self.dedicated_running.swap(true, Ordering::AcqRel) {
             return Err(ConsumerError::Misuse(
-                "a dedicated stream of this consumer is already open; drop it before opening another"
-                    .to_owned(),
+                consumer_api::Misuse::DedicatedStreamAlreadyOpen,
             ));
         }
         self.set_read_tier(consumer_api::ConsumerTier::Dedicated);

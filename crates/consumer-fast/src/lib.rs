@@ -79,6 +79,7 @@ mod stream;
 mod sync;
 mod tiered;
 mod wakers;
+mod watermarks;
 
 pub use crate::close::{CloseOutcome, close_within};
 pub use crate::commit::CommitFuture;
@@ -90,3 +91,4 @@ pub use crate::reason::ErrorReasons;
 pub use crate::revocation::{RevocationPolicy, commit_within, serve_queued_before_close};
 pub use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};
 pub use crate::tiered::TieredConsumer;
+pub use crate::watermarks::{offsets_at_timestamp, partition_lag};

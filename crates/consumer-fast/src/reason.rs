@@ -32,9 +32,8 @@ impl ErrorReasons {
         *self.lock() = Some((error.rdkafka_error_code(), reason.to_owned()));
     }
 
-    /// The error a poll returned, as [`ConsumerError::Reported`] with the
-    /// description noted for it (same error code), else as
-    /// [`ConsumerError::Kafka`].
+    /// The error a poll returned, as a [`ConsumerError::Kafka`] with the
+    /// description noted for it (same error code) as its `reason`.
     pub fn attach(&self, error: KafkaError) -> ConsumerError {
         let noted = self.lock().take();
         let reason = noted
@@ -64,7 +63,7 @@ mod tests {
             RDKafkaErrorCode::UnknownTopicOrPartition,
         ));
         assert!(
-            matches!(&error, ConsumerError::Reported { reason, .. } if reason.contains("orders")),
+            matches!(&error, ConsumerError::Kafka { reason: Some(reason), .. } if reason.contains("orders")),
             "{error:?}"
         );
         assert!(error.to_string().contains("orders"), "{error}");
@@ -72,7 +71,10 @@ mod tests {
         let again = reasons.attach(KafkaError::MessageConsumption(
             RDKafkaErrorCode::UnknownTopicOrPartition,
         ));
-        assert!(matches!(again, ConsumerError::Kafka(_)), "{again:?}");
+        assert!(
+            matches!(again, ConsumerError::Kafka { reason: None, .. }),
+            "{again:?}"
+        );
 
         reasons.note(
             &KafkaError::Global(RDKafkaErrorCode::AllBrokersDown),
@@ -81,6 +83,9 @@ mod tests {
         let other = reasons.attach(KafkaError::MessageConsumption(
             RDKafkaErrorCode::BrokerTransportFailure,
         ));
-        assert!(matches!(other, ConsumerError::Kafka(_)), "{other:?}");
+        assert!(
+            matches!(other, ConsumerError::Kafka { reason: None, .. }),
+            "{other:?}"
+        );
     }
 }

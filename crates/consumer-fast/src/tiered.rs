@@ -127,6 +127,50 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
         self.consumer.current_offsets()
     }
 
+    fn assignment(&self) -> Result<TopicPartitionList, ConsumerError> {
+        self.consumer.assignment()
+    }
+
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: rdkafka::Offset,
+        timeout: Duration,
+    ) -> Result<(), ConsumerError> {
+        self.consumer.seek(topic, partition, offset, timeout)
+    }
+
+    fn seek_to_timestamp_blocking(
+        &self,
+        timestamp_ms: i64,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, ConsumerError> {
+        self.consumer
+            .seek_to_timestamp_blocking(timestamp_ms, timeout)
+    }
+
+    fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        self.consumer.pause(partitions)
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        self.consumer.resume(partitions)
+    }
+
+    fn committed_blocking(&self, timeout: Duration) -> Result<TopicPartitionList, ConsumerError> {
+        self.consumer.committed(timeout)
+    }
+
+    fn unsubscribe(&self) -> Result<(), ConsumerError> {
+        self.consumer.unsubscribe();
+        Ok(())
+    }
+
+    fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
+        self.consumer.lag()
+    }
+
     /// [`close_blocking`](KafkaStreamConsumer::close_blocking) on a thread
     /// of its own, as [`Consumer::close`] does.
     fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {

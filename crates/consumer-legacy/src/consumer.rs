@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use consumer_api::{
     ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
-    MessageStream, Serde,
+    MessageStream, Misuse, Serde,
 };
 use consumer_fast::{Delivery, RevocationPolicy};
 use futures_core::Stream;
@@ -365,9 +365,9 @@ where
     /// ```
     pub async fn poll(&self, timeout: Duration) -> Result<Message<K, V>, ConsumerError> {
         if tokio::runtime::Handle::try_current().is_err() {
-            return Err(ConsumerError::Misuse(
-                "KafkaConsumer::poll needs a Tokio runtime with timers".to_owned(),
-            ));
+            return Err(ConsumerError::Misuse(Misuse::NoTokioRuntime {
+                call: "KafkaConsumer::poll",
+            }));
         }
         let mut stream = self.stream();
         let next = std::future::poll_fn(|cx| Pin::new(&mut stream).poll_next(cx));
@@ -532,11 +532,7 @@ where
         VS: 'static,
     {
         if self.transactional {
-            return Err(ConsumerError::Misuse(
-                "a transactional consumer cannot become a fast consumer: its offsets are \
-                 committed by the producer's transactions"
-                    .to_owned(),
-            ));
+            return Err(ConsumerError::Misuse(Misuse::TransactionalIntoFast));
         }
         let topics = self.subscription()?;
         self.commit_blocking()?;
@@ -692,11 +688,7 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// ```
     pub fn commit_blocking(&self) -> Result<(), ConsumerError> {
         if self.transactional {
-            return Err(ConsumerError::Misuse(
-                "a transactional consumer's offsets are committed with the producer's \
-                 send_offsets_to_transaction (see KafkaConsumer::current_offsets)"
-                    .to_owned(),
-            ));
+            return Err(ConsumerError::Misuse(Misuse::CommitOnTransactionalConsumer));
         }
         let offsets = self.consumer.context().book.snapshot();
         if offsets.count() == 0 {
@@ -728,9 +720,7 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     pub fn commit_async(&self) -> consumer_fast::CommitFuture<'_> {
         if self.transactional {
             return consumer_fast::CommitFuture::ready(Err(ConsumerError::Misuse(
-                "a transactional consumer's offsets are committed with the producer's \
-                 send_offsets_to_transaction (see KafkaConsumer::current_offsets)"
-                    .to_owned(),
+                Misuse::CommitOnTransactionalConsumer,
             )));
         }
         let offsets = self.consumer.context().book.snapshot();
@@ -835,6 +825,100 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
         Ok(self.consumer.assignment()?)
     }
 
+    /// Moves a partition's read position to `offset`: the next message of it
+    /// handed out is the one at `offset` (one polled before the seek is not
+    /// handed out). Waits up to `timeout` for librdkafka's fetcher.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses (e.g. the partition is
+    /// not assigned).
+    pub fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), ConsumerError> {
+        // A message of the partition being polled right now turns stale;
+        // librdkafka drops those fetched before the seek.
+        self.consumer
+            .context()
+            .book
+            .invalidate([(topic, partition)]);
+        Ok(self.consumer.seek(topic, partition, offset, timeout)?)
+    }
+
+    /// Moves every assigned partition to its first record with a timestamp
+    /// at or after `timestamp_ms` (or to its end where there is none), as
+    /// [`seek`](Self::seek) does; returns the offsets sought. Asking the
+    /// broker for them blocks for up to `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when the broker does not answer in time or a
+    /// seek is refused.
+    pub fn seek_to_timestamp_blocking(
+        &self,
+        timestamp_ms: i64,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, ConsumerError> {
+        let offsets = consumer_fast::offsets_at_timestamp(&*self.consumer, timestamp_ms, timeout)?;
+        for element in offsets.elements() {
+            self.seek(
+                element.topic(),
+                element.partition(),
+                element.offset(),
+                timeout,
+            )?;
+        }
+        Ok(offsets)
+    }
+
+    /// Stops fetching from these partitions until [`resume`](Self::resume).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    pub fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        Ok(self.consumer.pause(partitions)?)
+    }
+
+    /// Resumes fetching from paused partitions.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka refuses.
+    pub fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        Ok(self.consumer.resume(partitions)?)
+    }
+
+    /// Leaves the subscription: the partitions are revoked (what was handed
+    /// out from them is committed, as on any revocation) when the consumer
+    /// is next polled.
+    pub fn unsubscribe(&self) {
+        // A message being polled right now turns stale: nothing is handed
+        // out once this returns.
+        if let Ok(assignment) = self.consumer.assignment() {
+            let elements = assignment.elements();
+            self.consumer
+                .context()
+                .book
+                .invalidate(elements.iter().map(|e| (e.topic(), e.partition())));
+        }
+        self.consumer.unsubscribe();
+    }
+
+    /// How far behind the application is on each assigned partition (see
+    /// [`KafkaStreamConsumer::lag`]).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
+    pub fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
+        consumer_fast::partition_lag(&*self.consumer, &self.consumer.context().book)
+    }
+
     /// The group's committed offsets for the assigned partitions, asked of the
     /// broker.
     ///
@@ -923,6 +1007,49 @@ where
 
     fn commit_blocking(&self) -> Result<(), ConsumerError> {
         KafkaConsumer::commit_blocking(self)
+    }
+
+    fn assignment(&self) -> Result<TopicPartitionList, ConsumerError> {
+        KafkaConsumer::assignment(self)
+    }
+
+    fn seek(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: Offset,
+        timeout: Duration,
+    ) -> Result<(), ConsumerError> {
+        KafkaConsumer::seek(self, topic, partition, offset, timeout)
+    }
+
+    fn seek_to_timestamp_blocking(
+        &self,
+        timestamp_ms: i64,
+        timeout: Duration,
+    ) -> Result<TopicPartitionList, ConsumerError> {
+        KafkaConsumer::seek_to_timestamp_blocking(self, timestamp_ms, timeout)
+    }
+
+    fn pause(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        KafkaConsumer::pause(self, partitions)
+    }
+
+    fn resume(&self, partitions: &TopicPartitionList) -> Result<(), ConsumerError> {
+        KafkaConsumer::resume(self, partitions)
+    }
+
+    fn committed_blocking(&self, timeout: Duration) -> Result<TopicPartitionList, ConsumerError> {
+        KafkaConsumer::committed(self, timeout)
+    }
+
+    fn unsubscribe(&self) -> Result<(), ConsumerError> {
+        KafkaConsumer::unsubscribe(self);
+        Ok(())
+    }
+
+    fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
+        KafkaConsumer::lag(self)
     }
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {

@@ -21,7 +21,8 @@
 //!
 //! It keeps the fast consumer's contract: offsets are recorded only for
 //! messages handed to the application (`enable.auto.offset.store=false`),
-//! `commit()` commits exactly those, a revocation commits them before it
+//! a commit (`commit_async().await`, `commit_blocking()`) commits exactly
+//! those, a revocation commits them before it
 //! completes; bad data is one [`ConsumerError::Deserialize`](consumer_api::ConsumerError::Deserialize)
 //! and the stream goes on; tombstones are `value: None`; no busy waiting.
 //!
@@ -92,7 +93,11 @@
 //!     let fast = TieredConsumer::new(fast, ConsumerTier::Buffered { batch_size: 64 });
 //!     let mut messages = fast.stream();
 //!     while let Some(result) = messages.next().await {
-//!         println!("{}", result?);
+//!         match result {
+//!             Ok(message) => println!("{message}"),
+//!             Err(error) if error.is_fatal() => return Err(error),
+//!             Err(error) => eprintln!("skipped: {error}"),
+//!         }
 //!     }
 //!     Ok(())
 //! }

@@ -1,0 +1,92 @@
+//! Lag and timestamps: [`partition_lag`] and [`offsets_at_timestamp`],
+//! shared with `consumer-legacy`.
+
+use std::ffi::CString;
+use std::time::Duration;
+
+use consumer_api::{ConsumerError, PartitionLag};
+use rdkafka::bindings as rdsys;
+use rdkafka::consumer::{Consumer, ConsumerContext};
+use rdkafka::{Offset, TopicPartitionList};
+
+use crate::offsets::OffsetBook;
+
+/// The lag of each partition assigned to `consumer`: positions from `book`
+/// (what the application was handed), high watermarks from librdkafka's
+/// cache (updated by every fetch response; no broker round trip).
+///
+/// # Errors
+///
+/// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
+pub fn partition_lag<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    book: &OffsetBook,
+) -> Result<Vec<PartitionLag>, ConsumerError> {
+    let assignment = consumer.assignment()?;
+    Ok(assignment
+        .elements()
+        .iter()
+        .map(|element| {
+            PartitionLag::new(
+                element.topic(),
+                element.partition(),
+                book.position(element.topic(), element.partition()),
+                cached_high_watermark(consumer, element.topic(), element.partition()),
+            )
+        })
+        .collect())
+}
+
+/// librdkafka's last known high watermark of a partition, if it has one.
+fn cached_high_watermark<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    topic: &str,
+    partition: i32,
+) -> Option<i64> {
+    let topic = CString::new(topic).ok()?;
+    let (mut low, mut high) = (
+        i64::from(rdsys::RD_KAFKA_OFFSET_INVALID),
+        i64::from(rdsys::RD_KAFKA_OFFSET_INVALID),
+    );
+    // SAFETY: the client pointer is valid while `consumer` lives; `topic` is
+    // a NUL-terminated string that outlives the call; `low` and `high` are
+    // written by it. It reads librdkafka's cache under its own lock.
+    let error = unsafe {
+        rdsys::rd_kafka_get_watermark_offsets(
+            consumer.client().native_ptr(),
+            topic.as_ptr(),
+            partition,
+            &mut low,
+            &mut high,
+        )
+    };
+    (error == rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR && high >= 0).then_some(high)
+}
+
+/// For each partition assigned to `consumer`, the offset of its first record
+/// with a timestamp at or after `timestamp_ms`, or `Offset::End` where there
+/// is none, asked of the broker (blocks up to `timeout`).
+///
+/// # Errors
+///
+/// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment or
+/// the broker does not answer in time.
+pub fn offsets_at_timestamp<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    timestamp_ms: i64,
+    timeout: Duration,
+) -> Result<TopicPartitionList, ConsumerError> {
+    let assignment = consumer.assignment()?;
+    let mut query = TopicPartitionList::with_capacity(assignment.count());
+    for element in assignment.elements() {
+        query.add_partition_offset(
+            element.topic(),
+            element.partition(),
+            Offset::Offset(timestamp_ms),
+        )?;
+    }
+    if query.count() == 0 {
+        return Ok(query);
+    }
+    Ok(consumer.offsets_for_times(query, timeout)?)
+}
