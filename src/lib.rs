@@ -62,8 +62,8 @@ pub use rdkafka;
 pub mod prelude {
     pub use consumer_api::{
         AutoOffsetReset, BytesSerde, CloseReport, ConfigError, ConsumerConfig, ConsumerError,
-        ConsumerTier, ErrorCode, Headers, JsonSerde, KafkaStreamConsumer, Message, Misuse, Serde,
-        StringSerde, Timestamp, TopicPartitionList,
+        ConsumerTier, ErrorCode, Headers, JsonSerde, KafkaStreamConsumer, Message, Misuse,
+        OwnedStream, Serde, StringSerde, Timestamp, TopicPartitionList,
     };
     pub use consumer_factory::ConsumerFactory;
     pub use consumer_fast::{Consumer, TieredConsumer};

@@ -7,8 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use std::sync::Arc;
+
 use common::{Implementation, env, group_committed, next_within, subscribed_strings, take};
+use futures_util::StreamExt;
 use kafka_test_env::{BrokerKind, TestRecord};
+use tiered_kafka::api::{KafkaStreamConsumer, OwnedStream};
 use tiered_kafka::api::{Offset, PartitionLag};
 
 const PATIENCE: Duration = Duration::from_secs(60);
@@ -18,6 +22,7 @@ contract_tests!(
     seeking_to_a_timestamp_reads_from_the_first_record_at_or_after_it,
     unsubscribing_stops_the_stream_and_commits_what_was_handed_out,
     lag_counts_what_the_application_has_not_been_handed,
+    an_owned_stream_reads_in_a_spawned_task,
 );
 
 /// 100 records one second apart (by their timestamps); read 10, seek to the
@@ -144,4 +149,31 @@ async fn lag_counts_what_the_application_has_not_been_handed(implementation: Imp
         (Some(400), Some(1_000)),
         "{implementation:?}"
     );
+}
+
+/// The stream moves into `tokio::spawn` with (an `Arc` of) its consumer;
+/// the application keeps a clone to commit what the task was handed.
+async fn an_owned_stream_reads_in_a_spawned_task(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("owned");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 100).expect("produce");
+    let group = env.unique_group("owned");
+    let consumer: Arc<dyn KafkaStreamConsumer<String, String>> =
+        Arc::from(subscribed_strings(implementation, &env, &group, &topic));
+    let mut messages = OwnedStream::new(Arc::clone(&consumer));
+    let reader = tokio::spawn(async move {
+        let mut offsets = Vec::new();
+        while offsets.len() < 50 {
+            match tokio::time::timeout(PATIENCE, messages.next()).await {
+                Ok(Some(Ok(message))) => offsets.push(message.offset),
+                other => panic!("after {} messages: {other:?}", offsets.len()),
+            }
+        }
+        offsets
+    });
+    let offsets = reader.await.expect("the reading task");
+    assert_eq!(offsets, (0..50).collect::<Vec<i64>>(), "{implementation:?}");
+    consumer.commit_async().await.expect("commit");
+    assert_eq!(group_committed(&env, &group, &topic).await, Some(50));
 }

@@ -30,6 +30,7 @@ mod config;
 mod consumer;
 mod error;
 mod message;
+mod owned;
 mod serde;
 #[cfg(feature = "yaml")]
 mod yaml;
@@ -44,6 +45,7 @@ pub use crate::consumer::{
 };
 pub use crate::error::{ConfigError, ConsumerError, Misuse, PayloadPart};
 pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};
+pub use crate::owned::OwnedStream;
 pub use crate::serde::{BytesSerde, JsonSerde, Serde, SerdeError, StringSerde};
 /// librdkafka's error codes, as [`ConsumerError::code`] gives them.
 pub use rdkafka::error::RDKafkaErrorCode as ErrorCode;
