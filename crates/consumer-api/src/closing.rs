@@ -19,9 +19,10 @@ use crate::consumer::CloseReport;
 /// woken when the report is ready: no executor thread waits.
 ///
 /// Dropping it before it resolves does not stop the close: the thread
-/// finishes it (within the timeout it was given) and its report is lost. A
-/// panic in the close (an application's rebalance hook) is resumed where
-/// the future is polled.
+/// finishes it (within the timeout it was given, if the process lives that
+/// long) and its report is lost. A panic in the close (an application's
+/// rebalance hook) is resumed where the future is polled (or, if no thread
+/// could be started and the close ran in `start`, there).
 ///
 /// ```
 /// use consumer_api::{CloseReport, Closing};

@@ -63,7 +63,10 @@ pub struct PartitionLag {
     pub position: Option<i64>,
     /// The partition's high watermark (the offset the next record written
     /// will get) as librdkafka last saw it in a fetch response; `None`
-    /// before the first.
+    /// before the first. It is the high watermark even under
+    /// `read_committed`, not the last stable offset: on a transactional
+    /// topic the lag counts records of open transactions and the commit
+    /// markers, so it does not reach 0.
     pub high_watermark: Option<i64>,
 }
 

@@ -145,14 +145,18 @@ impl ConsumerError {
 
     /// Whether this consumer can deliver nothing more without a change: a
     /// fatal librdkafka error (a fatal consumption error, code `Fatal`, or a
-    /// fatal transactional error), an invalid configuration, or a closed consumer. After any
+    /// fatal transactional error); a refusal only an operator can lift
+    /// (authentication failed, not authorized for the topic, group or
+    /// cluster, an invalid group id, `auto_offset_reset: error` with no
+    /// offset to start from), which librdkafka would otherwise retry
+    /// forever; an invalid configuration; or a closed consumer. After any
     /// other error the stream goes on.
     pub fn is_fatal(&self) -> bool {
         match self {
             ConsumerError::Kafka { error, .. } => {
                 matches!(error, KafkaError::MessageConsumptionFatal(_))
-                    || error.rdkafka_error_code() == Some(RDKafkaErrorCode::Fatal)
                     || matches!(error, KafkaError::Transaction(inner) if inner.is_fatal())
+                    || error.rdkafka_error_code().is_some_and(is_permanent)
             }
             ConsumerError::Config(_) | ConsumerError::Closed => true,
             ConsumerError::Deserialize { .. }
@@ -195,6 +199,23 @@ impl ConsumerError {
     }
 }
 
+/// The codes of a refusal that only a change of configuration or of the
+/// cluster (credentials, ACLs) can lift.
+fn is_permanent(code: RDKafkaErrorCode) -> bool {
+    use RDKafkaErrorCode as Code;
+    matches!(
+        code,
+        Code::Fatal
+            | Code::Authentication
+            | Code::SaslAuthenticationFailed
+            | Code::TopicAuthorizationFailed
+            | Code::GroupAuthorizationFailed
+            | Code::ClusterAuthorizationFailed
+            | Code::InvalidGroupId
+            | Code::AutoOffsetReset
+    )
+}
+
 /// The codes of a broker, coordinator or leader that is away or busy: the
 /// same request may succeed later.
 fn is_transient(code: RDKafkaErrorCode) -> bool {
@@ -215,6 +236,8 @@ fn is_transient(code: RDKafkaErrorCode) -> bool {
             | Code::LeaderNotAvailable
             | Code::NotLeaderForPartition
             | Code::UnknownTopicOrPartition
+            | Code::UnknownTopic
+            | Code::UnknownPartition
             | Code::BrokerNotAvailable
             | Code::NotEnoughReplicas
             | Code::QueueFull
@@ -380,7 +403,19 @@ mod tests {
                 kafka(KafkaError::MessageConsumption(
                     RDKafkaErrorCode::TopicAuthorizationFailed,
                 )),
+                true,
                 false,
+            ),
+            (
+                kafka(KafkaError::MessageConsumption(
+                    RDKafkaErrorCode::MessageSizeTooLarge,
+                )),
+                false,
+                false,
+            ),
+            (
+                kafka(KafkaError::MessageConsumption(RDKafkaErrorCode::Fatal)),
+                true,
                 false,
             ),
             (

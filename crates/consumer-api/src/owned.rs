@@ -16,8 +16,15 @@ use crate::message::Message;
 ///
 /// The borrowing `stream()` costs nothing more and suits a loop in the
 /// function that owns the consumer; this one is for a task of its own.
-/// Keep a clone of the `Arc` to commit, seek or close from elsewhere; the
-/// consumer closes when the last clone and the stream are gone.
+/// Keep a clone of the `Arc` to commit, seek or read the lag from
+/// elsewhere.
+///
+/// The consumer closes when the stream and the last clone are dropped, and
+/// that drop waits for the close (up to its `close_timeout`) on the thread
+/// that drops it. To keep executor threads free: with a concrete consumer
+/// type, take it back once the stream is gone (`Arc::into_inner`) and await
+/// its `close`; with an `Arc<dyn KafkaStreamConsumer>`, drop the last clone
+/// in `spawn_blocking`.
 ///
 /// ```no_run
 /// use std::sync::Arc;

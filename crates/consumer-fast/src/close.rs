@@ -71,8 +71,16 @@ pub fn close_within(timeout: Duration, close: impl FnOnce() + Send + 'static) ->
         Ok(()) | Err(RecvTimeoutError::Disconnected) => match closer.join() {
             Ok(()) => CloseOutcome::Closed(started.elapsed()),
             // A panic in the close (an application's rebalance hook) reaches
-            // the caller, as it did when the close ran on its thread.
-            Err(panic) => std::panic::resume_unwind(panic),
+            // the caller, as it did when the close ran on its thread; unless
+            // the caller is already unwinding (a drop during a panic), when
+            // a second panic would abort the process.
+            Err(panic) if !std::thread::panicking() => std::panic::resume_unwind(panic),
+            Err(_) => {
+                tracing::error!(
+                    "the consumer's close panicked while the thread was already unwinding"
+                );
+                CloseOutcome::Closed(started.elapsed())
+            }
         },
         Err(RecvTimeoutError::Timeout) => {
             tracing::warn!(

@@ -43,7 +43,13 @@ use crate::queue::QueueHandle;
 ///   a partition comes straight back in the next assignment, reading resumes
 ///   there, not at the older committed offset, and its position goes back
 ///   into the book, so this consumer does not repeat itself. Positions of
-///   partitions that do not come back are dropped.
+///   partitions that do not come back are dropped. (Under the cooperative
+///   protocol the assignment right after a revocation never holds the
+///   revoked partitions, so there the positions are always dropped and a
+///   failed commit costs duplicates.) An answer is recognised by its
+///   partitions and offsets; an auto-commit of the same offsets answered
+///   through the same callback can stand in for it, which at worst hides a
+///   failure: duplicates, never a loss.
 /// - [`without_commit`](Self::without_commit) turns the commit off for a
 ///   consumer whose offsets a producer's transactions commit.
 ///

@@ -105,9 +105,9 @@ impl<K, V> Drop for PolledStream<'_, K, V> {
 ///
 /// When librdkafka has nothing ready it returns `Pending` and is woken by
 /// librdkafka's queue non-empty callback (every waiting stream of the
-/// consumer is woken). It does not wait for messages; but a rebalance is
-/// served inside `poll_next`, and a revocation commits there synchronously
-/// (one broker round trip, at most `session.timeout.ms`).
+/// consumer is woken). It does not wait for messages, nor for the broker: a
+/// rebalance is served inside `poll_next`, and a revocation sends its commit
+/// without waiting for the answer.
 ///
 /// # Cancel safety
 ///

@@ -69,8 +69,10 @@ fn cached_high_watermark<C: ConsumerContext>(
 ///
 /// # Errors
 ///
-/// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment or
-/// the broker does not answer in time.
+/// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment, the
+/// broker does not answer in time, or the lookup failed for a partition
+/// (its `reason` names it): librdkafka then leaves that partition's offset
+/// at "the end", and seeking there would skip its unread messages.
 pub fn offsets_at_timestamp<C: ConsumerContext>(
     consumer: &impl Consumer<C>,
     timestamp_ms: i64,
@@ -88,5 +90,18 @@ pub fn offsets_at_timestamp<C: ConsumerContext>(
     if query.count() == 0 {
         return Ok(query);
     }
-    Ok(consumer.offsets_for_times(query, timeout)?)
+    let offsets = consumer.offsets_for_times(query, timeout)?;
+    for element in offsets.elements() {
+        if let Err(error) = element.error() {
+            return Err(ConsumerError::reported(
+                error,
+                Some(format!(
+                    "cannot find the offset of {}/{} at timestamp {timestamp_ms}",
+                    element.topic(),
+                    element.partition()
+                )),
+            ));
+        }
+    }
+    Ok(offsets)
 }
