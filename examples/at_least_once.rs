@@ -51,7 +51,7 @@ async fn main() -> anyhow::Result<()> {
 
 /// Processes `limit` records, committing after every [`COMMIT_EVERY`].
 async fn process(config: ConsumerConfig, topic: &str, limit: usize) -> anyhow::Result<()> {
-    let consumer = ConsumerFactory::create::<String, Order, _, _>(config, StringSerde, JsonSerde)?;
+    let consumer = ConsumerFactory::create(config, StringSerde, Json::<Order>::new())?;
     consumer.subscribe(&[topic])?;
     let mut records = consumer.stream().take(limit);
     let mut processed = 0;

@@ -18,7 +18,7 @@ async fn main() -> anyhow::Result<()> {
     let demo = support::Demo::start("batches")?;
 
     let consumer: Consumer<String, String> =
-        Consumer::with_config(demo.config(), Box::new(StringSerde), Box::new(StringSerde))?;
+        Consumer::with_config(demo.config(), StringSerde, StringSerde)?;
     consumer.subscribe(&[&demo.topic])?;
 
     let mut batches = consumer.batches(4);

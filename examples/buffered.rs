@@ -15,7 +15,7 @@ async fn main() -> anyhow::Result<()> {
     let demo = support::Demo::start("buffered")?;
 
     let consumer: Consumer<String, String> =
-        Consumer::with_config(demo.config(), Box::new(StringSerde), Box::new(StringSerde))?;
+        Consumer::with_config(demo.config(), StringSerde, StringSerde)?;
     consumer.subscribe(&[&demo.topic])?;
 
     let mut messages = consumer.buffered_stream(32).take(demo.messages);

@@ -19,8 +19,8 @@ async fn main() -> anyhow::Result<()> {
     // The polling thread shares the consumer, hence the `Arc`.
     let consumer: Arc<Consumer<String, String>> = Arc::new(Consumer::with_config(
         demo.config(),
-        Box::new(StringSerde),
-        Box::new(StringSerde),
+        StringSerde,
+        StringSerde,
     )?);
     consumer.subscribe(&[&demo.topic])?;
 

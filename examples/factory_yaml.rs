@@ -37,8 +37,7 @@ async fn main() -> anyhow::Result<()> {
         config.group_id = demo.config_in_new_group().group_id;
         config.auto_offset_reset = demo.config().auto_offset_reset;
 
-        let consumer =
-            ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)?;
+        let consumer = ConsumerFactory::create(config, StringSerde, StringSerde)?;
         println!(
             "{}: {}",
             file.display(),

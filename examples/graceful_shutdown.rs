@@ -22,8 +22,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut config = demo.config();
     config.performance_tier = Some(ConsumerTier::Dedicated); // a polling thread to stop, too
-    let consumer =
-        ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)?;
+    let consumer = ConsumerFactory::create(config, StringSerde, StringSerde)?;
     consumer.subscribe(&[&demo.topic])?;
 
     // A service would also listen for SIGTERM (`tokio::signal::unix`).

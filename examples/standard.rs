@@ -14,7 +14,7 @@ async fn main() -> anyhow::Result<()> {
     let demo = support::Demo::start("standard")?;
 
     let consumer: Consumer<String, String> =
-        Consumer::with_config(demo.config(), Box::new(StringSerde), Box::new(StringSerde))?;
+        Consumer::with_config(demo.config(), StringSerde, StringSerde)?;
     consumer.subscribe(&[&demo.topic])?;
 
     let mut messages = consumer.stream().take(demo.messages);

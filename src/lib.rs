@@ -30,7 +30,7 @@
 //! let mut config = ConsumerConfig::new(brokers, group_id);
 //! config.performance_tier = Some(ConsumerTier::Standard);
 //!
-//! let consumer = ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)?;
+//! let consumer = ConsumerFactory::create(config, StringSerde, StringSerde)?;
 //! consumer.subscribe(&["events"])?;
 //! let mut messages = consumer.stream();
 //! while let Some(item) = messages.next().await {
@@ -62,7 +62,7 @@ pub use rdkafka;
 pub mod prelude {
     pub use consumer_api::{
         AutoOffsetReset, BytesSerde, CloseReport, ConfigError, ConsumerConfig, ConsumerError,
-        ConsumerTier, ErrorCode, Headers, JsonSerde, KafkaStreamConsumer, Message, Misuse,
+        ConsumerTier, ErrorCode, Headers, Json, JsonSerde, KafkaStreamConsumer, Message, Misuse,
         OwnedStream, Serde, StringSerde, Timestamp, TopicPartitionList,
     };
     pub use consumer_factory::ConsumerFactory;

@@ -87,12 +87,9 @@ async fn plan_examples_pick_their_consumer_and_read_alike() {
         let group = env.unique_group("factory");
         let mut read = Vec::new();
         {
-            let consumer = ConsumerFactory::create::<String, String, _, _>(
-                plan_config(&env, yaml, &group),
-                StringSerde,
-                StringSerde,
-            )
-            .expect("factory builds");
+            let consumer =
+                ConsumerFactory::create(plan_config(&env, yaml, &group), StringSerde, StringSerde)
+                    .expect("factory builds");
             assert_eq!(
                 consumer.tier(),
                 tier,
@@ -106,12 +103,9 @@ async fn plan_examples_pick_their_consumer_and_read_alike() {
                 .expect("commit through the trait object");
         }
         // A restarted consumer of the same configuration resumes after the commit.
-        let consumer = ConsumerFactory::create::<String, String, _, _>(
-            plan_config(&env, yaml, &group),
-            StringSerde,
-            StringSerde,
-        )
-        .expect("factory builds");
+        let consumer =
+            ConsumerFactory::create(plan_config(&env, yaml, &group), StringSerde, StringSerde)
+                .expect("factory builds");
         consumer.subscribe(&[&topic]).expect("subscribe");
         let mut stream = consumer.stream();
         read.extend(take(&mut stream, TOTAL - FIRST, PATIENCE).await);
@@ -153,13 +147,9 @@ fn unknown_extra_property_is_named() {
     config.extra.insert("fetch.tunrbo".into(), "1".into());
     for tier in [None, Some(ConsumerTier::Standard)] {
         config.performance_tier = tier;
-        let error = ConsumerFactory::create::<String, String, _, _>(
-            config.clone(),
-            StringSerde,
-            StringSerde,
-        )
-        .err()
-        .expect("an unknown property is refused");
+        let error = ConsumerFactory::create(config.clone(), StringSerde, StringSerde)
+            .err()
+            .expect("an unknown property is refused");
         assert!(matches!(error, ConsumerError::Config(_)), "{error:?}");
         assert!(error.to_string().contains("fetch.tunrbo"), "{error}");
     }
@@ -172,7 +162,7 @@ fn conflicting_typed_and_extra_settings_name_both() {
     config
         .extra
         .insert("session.timeout.ms".into(), "30000".into());
-    let error = ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)
+    let error = ConsumerFactory::create(config, StringSerde, StringSerde)
         .err()
         .expect("a conflict is refused");
     let text = error.to_string();
@@ -192,10 +182,9 @@ fn invalid_yaml_file_names_the_file_and_line() {
         "consumer:\n  brokers: b:9092\n  group_id: g\n  performance_tier: turbo\n",
     )
     .expect("write");
-    let error =
-        ConsumerFactory::from_yaml_file::<String, String, _, _>(&path, StringSerde, StringSerde)
-            .err()
-            .expect("an unknown tier is refused");
+    let error = ConsumerFactory::from_yaml_file(&path, StringSerde, StringSerde)
+        .err()
+        .expect("an unknown tier is refused");
     let text = error.to_string();
     assert!(
         text.contains("consumer.yaml") && text.contains("turbo") && text.contains("line 4"),
@@ -214,9 +203,8 @@ async fn unreachable_broker_is_reported_by_every_implementation() {
         config
             .extra
             .insert("broker.address.family".into(), "v4".into());
-        let consumer =
-            ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)
-                .expect("built without contacting the broker");
+        let consumer = ConsumerFactory::create(config, StringSerde, StringSerde)
+            .expect("built without contacting the broker");
         consumer.subscribe(&["nowhere"]).expect("subscribe");
         let mut stream = consumer.stream();
         match next_within(&mut stream, Duration::from_secs(30)).await {
@@ -234,8 +222,7 @@ async fn a_second_dedicated_stream_does_not_start_a_second_thread() {
     let mut config = common::consumer_config(&env, &env.unique_group("twice"));
     config.performance_tier = Some(ConsumerTier::Dedicated);
     let consumer =
-        ConsumerFactory::create::<String, String, _, _>(config, StringSerde, StringSerde)
-            .expect("factory builds");
+        ConsumerFactory::create(config, StringSerde, StringSerde).expect("factory builds");
     let first = consumer.stream();
     let mut second = consumer.stream();
     match second.next().await {
@@ -268,12 +255,8 @@ fn example_config_files_build_their_consumer() {
         .zip(PLAN_EXAMPLES)
     {
         let path = config_dir.join(format!("{file}.yaml"));
-        let consumer = ConsumerFactory::from_yaml_file::<String, String, _, _>(
-            &path,
-            StringSerde,
-            StringSerde,
-        )
-        .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
+        let consumer = ConsumerFactory::from_yaml_file(&path, StringSerde, StringSerde)
+            .unwrap_or_else(|error| panic!("{}: {error}", path.display()));
         assert_eq!(consumer.tier(), tier, "{}", path.display());
         assert_eq!(
             ConsumerConfig::from_yaml_file(&path).expect("loads"),

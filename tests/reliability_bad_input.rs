@@ -583,7 +583,7 @@ fn builders() -> Vec<(&'static str, Builder)> {
             .map(drop)
         }),
         ("factory", |c| {
-            ConsumerFactory::create::<String, String, _, _>(c, StringSerde, StringSerde).map(drop)
+            ConsumerFactory::create(c, StringSerde, StringSerde).map(drop)
         }),
     ]
 }
@@ -659,13 +659,9 @@ fn yaml_file_error(yaml: &str) -> (tempfile::NamedTempFile, String, Option<u64>)
         .tempfile()
         .expect("temp file");
     file.write_all(yaml.as_bytes()).expect("write");
-    let error = ConsumerFactory::from_yaml_file::<String, String, _, _>(
-        file.path(),
-        StringSerde,
-        StringSerde,
-    )
-    .err()
-    .unwrap_or_else(|| panic!("{yaml:?} was accepted"));
+    let error = ConsumerFactory::from_yaml_file(file.path(), StringSerde, StringSerde)
+        .err()
+        .unwrap_or_else(|| panic!("{yaml:?} was accepted"));
     match error {
         ConsumerError::Config(
             ref config @ ConfigError::Yaml {
@@ -740,10 +736,9 @@ fn yaml_invalid_tier_names_file_line_value_and_choices() {
 fn yaml_missing_file_names_the_path() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("absent.yaml");
-    let error =
-        ConsumerFactory::from_yaml_file::<String, String, _, _>(&path, StringSerde, StringSerde)
-            .err()
-            .expect("a missing file is refused");
+    let error = ConsumerFactory::from_yaml_file(&path, StringSerde, StringSerde)
+        .err()
+        .expect("a missing file is refused");
     match &error {
         ConsumerError::Config(ConfigError::Io { path: named, .. }) => {
             assert_eq!(named, &path.display().to_string());

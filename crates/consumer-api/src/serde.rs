@@ -87,7 +87,60 @@ impl SerdeError {
     }
 }
 
-/// JSON through `serde_json`, for any `T: Serialize + DeserializeOwned`.
+/// JSON through `serde_json` for one type `T`: it names the type, so that a
+/// consumer's key or value type is inferred from the codec, with no
+/// turbofish.
+///
+/// ```
+/// use consumer_api::{Json, Serde};
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Debug, PartialEq)]
+/// struct Order { id: u32 }
+///
+/// let orders = Json::<Order>::new();
+/// assert_eq!(orders.deserialize(br#"{"id": 7}"#).unwrap(), Order { id: 7 });
+/// ```
+pub struct Json<T>(std::marker::PhantomData<fn() -> T>);
+
+impl<T> Json<T> {
+    /// The JSON codec of `T`.
+    pub const fn new() -> Self {
+        Json(std::marker::PhantomData)
+    }
+}
+
+impl<T> Default for Json<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<T> Clone for Json<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<T> Copy for Json<T> {}
+
+impl<T> std::fmt::Debug for Json<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Json<{}>", std::any::type_name::<T>())
+    }
+}
+
+impl<T: serde::Serialize + serde::de::DeserializeOwned> Serde<T> for Json<T> {
+    fn serialize(&self, value: &T) -> Result<Vec<u8>, SerdeError> {
+        Serde::<T>::serialize(&JsonSerde, value)
+    }
+
+    fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
+        Serde::<T>::deserialize(&JsonSerde, bytes)
+    }
+}
+
+/// JSON through `serde_json`, for any `T: Serialize + DeserializeOwned`
+/// (the consumer's type says which; [`Json`] names it in the codec).
 ///
 /// ```
 /// use consumer_api::{JsonSerde, Serde};

@@ -19,12 +19,12 @@
 //! # Example
 //!
 //! ```no_run
-//! use consumer_api::{JsonSerde, StringSerde};
+//! use consumer_api::{Json, StringSerde};
 //! use consumer_factory::ConsumerFactory;
 //! use futures_util::StreamExt;
 //!
 //! # async fn run() -> Result<(), consumer_api::ConsumerError> {
-//! let consumer = ConsumerFactory::from_yaml_str::<String, serde_json::Value, _, _>(
+//! let consumer = ConsumerFactory::from_yaml_str(
 //!     r#"
 //! consumer:
 //!   brokers: "localhost:9092"
@@ -32,7 +32,7 @@
 //!   performance_tier: "standard"
 //! "#,
 //!     StringSerde,
-//!     JsonSerde,
+//!     Json::<serde_json::Value>::new(),
 //! )?;
 //! consumer.subscribe(&["events"])?;
 //! let mut messages = consumer.stream();

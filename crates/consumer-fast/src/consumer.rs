@@ -77,8 +77,8 @@ impl<K, V> Polled<K, V> {
 /// # async fn run() -> Result<(), consumer_api::ConsumerError> {
 /// let consumer: Consumer<String, serde_json::Value> = Consumer::with_config(
 ///     ConsumerConfig::new("localhost:9092", "billing"),
-///     Box::new(StringSerde),
-///     Box::new(JsonSerde),
+///     StringSerde,
+///     JsonSerde,
 /// )?;
 /// consumer.subscribe(&["orders"])?;
 /// let mut messages = consumer.buffered_stream(64);
@@ -166,8 +166,8 @@ impl<K, V> Consumer<K, V> {
     /// [`ConsumerError::Config`] when the consumer has no `group.id`.
     pub fn new(
         mut base: BaseConsumer<FastContext>,
-        key_serde: Box<dyn Serde<K>>,
-        value_serde: Box<dyn Serde<V>>,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         let queue = QueueHandle::of(&base).ok_or_else(|| {
             ConsumerError::Config(consumer_api::ConfigError::Invalid {
@@ -188,8 +188,8 @@ impl<K, V> Consumer<K, V> {
             wakers,
             gate: PollGate::default(),
             book,
-            key_serde,
-            value_serde,
+            key_serde: Box::new(key_serde),
+            value_serde: Box::new(value_serde),
             dedicated_running: AtomicBool::new(false),
             max_poll_interval,
             poll_keeper: OnceLock::new(),
@@ -216,8 +216,8 @@ impl<K, V> Consumer<K, V> {
     /// cannot create the client.
     pub fn with_config(
         config: ConsumerConfig,
-        key_serde: Box<dyn Serde<K>>,
-        value_serde: Box<dyn Serde<V>>,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         let base = config.create_with_context(FastContext::new())?;
         Ok(Self::new(base, key_serde, value_serde)?
@@ -253,8 +253,8 @@ impl<K, V> Consumer<K, V> {
     pub fn from_brokers(
         brokers: &str,
         group_id: &str,
-        key_serde: Box<dyn Serde<K>>,
-        value_serde: Box<dyn Serde<V>>,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         Self::with_config(
             ConsumerConfig::new(brokers, group_id),

@@ -34,7 +34,7 @@ use crate::revocation::RevocationPolicy;
 ///     .set("group.id", "billing")
 ///     .set("enable.auto.offset.store", "false")
 ///     .create_with_context(FastContext::new())?;
-/// let consumer = Consumer::new(base, Box::new(StringSerde), Box::new(BytesSerde));
+/// let consumer = Consumer::new(base, StringSerde, BytesSerde);
 /// # Ok::<(), rdkafka::error::KafkaError>(())
 /// ```
 #[derive(Debug, Default)]

@@ -53,8 +53,8 @@
 //! # async fn run() -> Result<(), consumer_api::ConsumerError> {
 //! let consumer = Arc::new(Consumer::<String, Vec<u8>>::with_config(
 //!     ConsumerConfig::new("localhost:9092", "ingest"),
-//!     Box::new(StringSerde),
-//!     Box::new(BytesSerde),
+//!     StringSerde,
+//!     BytesSerde,
 //! )?);
 //! consumer.subscribe(&["events"])?;
 //! let mut messages = consumer.dedicated_stream()?;

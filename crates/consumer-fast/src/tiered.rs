@@ -32,8 +32,8 @@ use crate::consumer::Consumer;
 ///     TieredConsumer::with_config(
 ///         ConsumerConfig::new("localhost:9092", "audit"),
 ///         ConsumerTier::Dedicated,
-///         Box::new(StringSerde),
-///         Box::new(StringSerde),
+///         StringSerde,
+///         StringSerde,
 ///     )?,
 /// );
 /// consumer.subscribe(&["audit-log"])?;
@@ -62,8 +62,8 @@ impl<K, V> TieredConsumer<K, V> {
     pub fn with_config(
         config: ConsumerConfig,
         tier: ConsumerTier,
-        key_serde: Box<dyn Serde<K>>,
-        value_serde: Box<dyn Serde<V>>,
+        key_serde: impl Serde<K> + 'static,
+        value_serde: impl Serde<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         Ok(Self::new(
             Consumer::with_config(config, key_serde, value_serde)?,
