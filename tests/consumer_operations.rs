@@ -23,6 +23,7 @@ contract_tests!(
     unsubscribing_stops_the_stream_and_commits_what_was_handed_out,
     lag_counts_what_the_application_has_not_been_handed,
     an_owned_stream_reads_in_a_spawned_task,
+    a_decode_only_codec_reads,
 );
 
 /// 100 records one second apart (by their timestamps); read 10, seek to the
@@ -176,4 +177,37 @@ async fn an_owned_stream_reads_in_a_spawned_task(implementation: Implementation)
     assert_eq!(offsets, (0..50).collect::<Vec<i64>>(), "{implementation:?}");
     consumer.commit_async().await.expect("commit");
     assert_eq!(group_committed(&env, &group, &topic).await, Some(50));
+}
+
+/// A codec that only decodes (no `serialize`) serves every consumer.
+struct Shouting;
+
+impl tiered_kafka::api::Decode<String> for Shouting {
+    fn decode(&self, bytes: &[u8]) -> Result<String, tiered_kafka::api::SerdeError> {
+        std::str::from_utf8(bytes)
+            .map(str::to_uppercase)
+            .map_err(tiered_kafka::api::SerdeError::new)
+    }
+}
+
+async fn a_decode_only_codec_reads(implementation: Implementation) {
+    let env = env();
+    let topic = env.unique_topic("decode-only");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 3).expect("produce");
+    let consumer = common::subscribed(
+        implementation,
+        &env,
+        &env.unique_group("decode-only"),
+        &topic,
+        Shouting,
+        Shouting,
+    );
+    let read = take(&mut consumer.stream(), 3, PATIENCE).await;
+    assert_eq!(
+        read[2].value.as_deref(),
+        Some("MESSAGE-2"),
+        "{implementation:?}"
+    );
+    assert_eq!(read[2].key.as_deref(), Some("KEY-2"), "{implementation:?}");
 }

@@ -13,8 +13,8 @@ use kafka_test_env::{BrokerKind, KafkaTestEnv, ProducedRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
 use rdkafka::{Offset, TopicPartitionList};
 use tiered_kafka::api::{
-    AutoOffsetReset, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
-    MessageStream, Serde,
+    AutoOffsetReset, ConsumerConfig, ConsumerError, ConsumerTier, Decode, KafkaStreamConsumer,
+    Message, MessageStream,
 };
 use tiered_kafka::fast::TieredConsumer;
 
@@ -91,12 +91,12 @@ pub fn consumer_config(env: &KafkaTestEnv, group: &str) -> ConsumerConfig {
 pub fn build<K: Send + 'static, V: Send + 'static>(
     implementation: Implementation,
     config: ConsumerConfig,
-    key_serde: impl Serde<K> + 'static,
-    value_serde: impl Serde<V> + 'static,
+    key_serde: impl Decode<K> + 'static,
+    value_serde: impl Decode<V> + 'static,
 ) -> Box<dyn KafkaStreamConsumer<K, V>> {
     match implementation {
         Implementation::Fast(tier) => Box::new(
-            TieredConsumer::with_config(config, tier, Box::new(key_serde), Box::new(value_serde))
+            TieredConsumer::with_config(config, tier, key_serde, value_serde)
                 .expect("fast consumer builds"),
         ),
         Implementation::Legacy => Box::new(
@@ -113,8 +113,8 @@ pub fn subscribed<K: Send + 'static, V: Send + 'static>(
     env: &KafkaTestEnv,
     group: &str,
     topic: &str,
-    key_serde: impl Serde<K> + 'static,
-    value_serde: impl Serde<V> + 'static,
+    key_serde: impl Decode<K> + 'static,
+    value_serde: impl Decode<V> + 'static,
 ) -> Box<dyn KafkaStreamConsumer<K, V>> {
     let consumer = build(
         implementation,

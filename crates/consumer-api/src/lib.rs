@@ -46,7 +46,7 @@ pub use crate::consumer::{
 pub use crate::error::{ConfigError, ConsumerError, Misuse, PayloadPart};
 pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};
 pub use crate::owned::OwnedStream;
-pub use crate::serde::{BytesSerde, Json, JsonSerde, Serde, SerdeError, StringSerde};
+pub use crate::serde::{BytesSerde, Decode, Json, JsonSerde, Serde, SerdeError, StringSerde};
 /// librdkafka's error codes, as [`ConsumerError::code`] gives them.
 pub use rdkafka::error::RDKafkaErrorCode as ErrorCode;
 pub use rdkafka::{Offset, TopicPartitionList};

@@ -9,7 +9,7 @@ use rdkafka::bindings as rdsys;
 use rdkafka::message::{BorrowedHeaders, OwnedHeaders};
 
 use crate::error::{ConsumerError, PayloadPart};
-use crate::serde::{Serde, SerdeError};
+use crate::serde::{Decode, SerdeError};
 
 /// One Kafka record, with its key and value deserialized.
 ///
@@ -76,8 +76,8 @@ impl<K, V> Message<K, V> {
     where
         M: rdkafka::Message,
         M::Headers: RawHeaders,
-        KS: Serde<K> + ?Sized,
-        VS: Serde<V> + ?Sized,
+        KS: Decode<K> + ?Sized,
+        VS: Decode<V> + ?Sized,
     {
         Self::decode(record, key_serde, value_serde, true)
     }
@@ -100,8 +100,8 @@ impl<K, V> Message<K, V> {
     where
         M: rdkafka::Message,
         M::Headers: RawHeaders,
-        KS: Serde<K> + ?Sized,
-        VS: Serde<V> + ?Sized,
+        KS: Decode<K> + ?Sized,
+        VS: Decode<V> + ?Sized,
     {
         Self::decode(record, key_serde, value_serde, false)
     }
@@ -120,8 +120,8 @@ impl<K, V> Message<K, V> {
     where
         M: rdkafka::Message,
         M::Headers: RawHeaders,
-        KS: Serde<K> + ?Sized,
-        VS: Serde<V> + ?Sized,
+        KS: Decode<K> + ?Sized,
+        VS: Decode<V> + ?Sized,
     {
         let key = match record.key() {
             Some(bytes) => Some(
@@ -166,11 +166,11 @@ impl<K, V> Message<K, V> {
 /// Runs a serde, turning a panic into an error about this record: a panic
 /// would otherwise unwind through the consumer with the record already taken
 /// from librdkafka, and lose it.
-fn deserialize_contained<T, S: Serde<T> + ?Sized>(
+fn deserialize_contained<T, S: Decode<T> + ?Sized>(
     serde: &S,
     bytes: &[u8],
 ) -> Result<T, SerdeError> {
-    match catch_unwind(AssertUnwindSafe(|| serde.deserialize(bytes))) {
+    match catch_unwind(AssertUnwindSafe(|| serde.decode(bytes))) {
         Ok(result) => result,
         Err(panic) => {
             let message = panic
@@ -563,7 +563,7 @@ mod tests {
 
     struct PanickingSerde;
 
-    impl Serde<u32> for PanickingSerde {
+    impl crate::Serde<u32> for PanickingSerde {
         fn serialize(&self, _: &u32) -> Result<Vec<u8>, SerdeError> {
             Ok(Vec::new())
         }

@@ -1,7 +1,8 @@
 //! Codecs between Kafka's bytes and the application's types.
 //!
-//! [`Serde`] is the one trait a consumer needs; [`JsonSerde`],
-//! [`StringSerde`] and [`BytesSerde`] cover the common cases.
+//! A consumer needs a [`Decode`]; every [`Serde`] (which also encodes, for
+//! producers and tests) is one. [`Json`], [`JsonSerde`], [`StringSerde`]
+//! and [`BytesSerde`] cover the common cases.
 //!
 //! # Writing your own (Avro, Protobuf, ...)
 //!
@@ -37,8 +38,9 @@ use std::error::Error as StdError;
 
 /// Serializes and deserializes values of type `T` to and from Kafka's bytes.
 ///
-/// Consumers only call [`Serde::deserialize`]; `serialize` is there so the
-/// same codec serves producers and tests.
+/// Consumers only decode: every `Serde` is a [`Decode`], which is what they
+/// take, and a read-only codec implements [`Decode`] alone. `serialize` is
+/// there so the same codec serves producers and tests.
 pub trait Serde<T>: Send + Sync {
     /// Turns a value into bytes.
     ///
@@ -62,6 +64,44 @@ impl<T, S: Serde<T> + ?Sized> Serde<T> for Box<S> {
 
     fn deserialize(&self, bytes: &[u8]) -> Result<T, SerdeError> {
         (**self).deserialize(bytes)
+    }
+}
+
+/// Turns Kafka's bytes into a `T`: all a consumer asks of a codec.
+///
+/// Every [`Serde`] is one. A codec that only reads (an Avro reader that
+/// looks schemas up in a registry, a Protobuf decoder) implements just this,
+/// and every consumer of this workspace takes it:
+///
+/// ```
+/// use consumer_api::{Decode, SerdeError};
+///
+/// /// A reading in hundredths of a degree, written as 4 big-endian bytes.
+/// struct CentiCelsius;
+///
+/// impl Decode<i32> for CentiCelsius {
+///     fn decode(&self, bytes: &[u8]) -> Result<i32, SerdeError> {
+///         let bytes: [u8; 4] = bytes
+///             .try_into()
+///             .map_err(|_| SerdeError::msg(format!("expected 4 bytes, got {}", bytes.len())))?;
+///         Ok(i32::from_be_bytes(bytes))
+///     }
+/// }
+///
+/// assert_eq!(CentiCelsius.decode(&[0, 0, 8, 52]).unwrap(), 2100);
+/// ```
+pub trait Decode<T>: Send + Sync {
+    /// Turns bytes read from Kafka into a value.
+    ///
+    /// # Errors
+    ///
+    /// A [`SerdeError`] saying why the bytes are not a valid `T`.
+    fn decode(&self, bytes: &[u8]) -> Result<T, SerdeError>;
+}
+
+impl<T, S: Serde<T> + ?Sized> Decode<T> for S {
+    fn decode(&self, bytes: &[u8]) -> Result<T, SerdeError> {
+        self.deserialize(bytes)
     }
 }
 

@@ -46,7 +46,7 @@
 //! # Ok(()) }
 //! ```
 
-use consumer_api::{ConsumerConfig, ConsumerError, KafkaStreamConsumer, Serde};
+use consumer_api::{ConsumerConfig, ConsumerError, Decode, KafkaStreamConsumer};
 use consumer_fast::TieredConsumer;
 use consumer_legacy::KafkaConsumer;
 
@@ -77,8 +77,8 @@ impl ConsumerFactory {
     where
         K: Send + 'static,
         V: Send + 'static,
-        KS: Serde<K> + 'static,
-        VS: Serde<V> + 'static,
+        KS: Decode<K> + 'static,
+        VS: Decode<V> + 'static,
     {
         config.validate()?;
         let brokers = config.brokers.clone();
@@ -88,8 +88,8 @@ impl ConsumerFactory {
             Some(tier) => Box::new(TieredConsumer::with_config(
                 config,
                 tier,
-                Box::new(key_serde),
-                Box::new(value_serde),
+                key_serde,
+                value_serde,
             )?),
         };
         tracing::info!(
@@ -117,8 +117,8 @@ impl ConsumerFactory {
     where
         K: Send + 'static,
         V: Send + 'static,
-        KS: Serde<K> + 'static,
-        VS: Serde<V> + 'static,
+        KS: Decode<K> + 'static,
+        VS: Decode<V> + 'static,
     {
         Self::create(ConsumerConfig::from_yaml_str(yaml)?, key_serde, value_serde)
     }
@@ -139,8 +139,8 @@ impl ConsumerFactory {
     where
         K: Send + 'static,
         V: Send + 'static,
-        KS: Serde<K> + 'static,
-        VS: Serde<V> + 'static,
+        KS: Decode<K> + 'static,
+        VS: Decode<V> + 'static,
     {
         Self::create(
             ConsumerConfig::from_yaml_file(path)?,

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::{Duration, Instant};
 
 use consumer_api::{
-    ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message, MessageStream, Serde,
+    ConsumerConfig, ConsumerError, ConsumerTier, Decode, KafkaStreamConsumer, Message,
+    MessageStream,
 };
 use rdkafka::consumer::{BaseConsumer, CommitMode, Consumer as _, ConsumerGroupMetadata};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -103,8 +104,8 @@ pub struct Consumer<K, V> {
     /// Makes "polled before this seek" decidable.
     pub(crate) gate: PollGate,
     pub(crate) book: Arc<OffsetBook>,
-    key_serde: Box<dyn Serde<K>>,
-    value_serde: Box<dyn Serde<V>>,
+    key_serde: Box<dyn Decode<K>>,
+    value_serde: Box<dyn Decode<V>>,
     pub(crate) dedicated_running: AtomicBool,
     /// librdkafka's `max.poll.interval.ms` for this consumer.
     pub(crate) max_poll_interval: Duration,
@@ -166,8 +167,8 @@ impl<K, V> Consumer<K, V> {
     /// [`ConsumerError::Config`] when the consumer has no `group.id`.
     pub fn new(
         mut base: BaseConsumer<FastContext>,
-        key_serde: impl Serde<K> + 'static,
-        value_serde: impl Serde<V> + 'static,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         let queue = QueueHandle::of(&base).ok_or_else(|| {
             ConsumerError::Config(consumer_api::ConfigError::Invalid {
@@ -216,8 +217,8 @@ impl<K, V> Consumer<K, V> {
     /// cannot create the client.
     pub fn with_config(
         config: ConsumerConfig,
-        key_serde: impl Serde<K> + 'static,
-        value_serde: impl Serde<V> + 'static,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         let base = config.create_with_context(FastContext::new())?;
         Ok(Self::new(base, key_serde, value_serde)?
@@ -253,8 +254,8 @@ impl<K, V> Consumer<K, V> {
     pub fn from_brokers(
         brokers: &str,
         group_id: &str,
-        key_serde: impl Serde<K> + 'static,
-        value_serde: impl Serde<V> + 'static,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         Self::with_config(
             ConsumerConfig::new(brokers, group_id),

@@ -5,8 +5,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use consumer_api::{
-    BatchStream, CloseReport, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer,
-    Message, MessageStream, Serde, TopicPartitionList,
+    BatchStream, CloseReport, ConsumerConfig, ConsumerError, ConsumerTier, Decode,
+    KafkaStreamConsumer, Message, MessageStream, TopicPartitionList,
 };
 
 use crate::consumer::Consumer;
@@ -62,8 +62,8 @@ impl<K, V> TieredConsumer<K, V> {
     pub fn with_config(
         config: ConsumerConfig,
         tier: ConsumerTier,
-        key_serde: impl Serde<K> + 'static,
-        value_serde: impl Serde<V> + 'static,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
     ) -> Result<Self, ConsumerError> {
         Ok(Self::new(
             Consumer::with_config(config, key_serde, value_serde)?,

@@ -1,6 +1,6 @@
 //! [`ConsumerBuilder`]: a [`KafkaConsumer`] assembled step by step.
 
-use consumer_api::{ConsumerConfig, ConsumerError, Serde};
+use consumer_api::{ConsumerConfig, ConsumerError, Decode};
 
 use crate::consumer::KafkaConsumer;
 use crate::context::{LegacyConsumerContext, LegacyContext};
@@ -162,8 +162,8 @@ impl<KS, VS, C> ConsumerBuilder<KS, VS, C> {
     /// client.
     pub fn build<K, V>(self) -> Result<KafkaConsumer<K, V, KS, VS, C>, ConsumerError>
     where
-        KS: Serde<K>,
-        VS: Serde<V>,
+        KS: Decode<K>,
+        VS: Decode<V>,
         C: LegacyConsumerContext,
     {
         let mut config = self

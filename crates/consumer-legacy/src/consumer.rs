@@ -10,8 +10,8 @@ use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
 use consumer_api::{
-    ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, KafkaStreamConsumer, Message,
-    MessageStream, Misuse, Serde,
+    ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, Decode, KafkaStreamConsumer, Message,
+    MessageStream, Misuse,
 };
 use consumer_fast::{Delivery, RevocationPolicy};
 use futures_core::Stream;
@@ -199,8 +199,8 @@ impl KafkaConsumer<(), (), (), (), LegacyContext> {
 
 impl<K, V, KS, VS> KafkaConsumer<K, V, KS, VS>
 where
-    KS: Serde<K>,
-    VS: Serde<V>,
+    KS: Decode<K>,
+    VS: Decode<V>,
 {
     /// A consumer of `brokers` in `group_id` with librdkafka's defaults.
     ///
@@ -266,8 +266,8 @@ where
 
 impl<K, V, KS, VS, C> KafkaConsumer<K, V, KS, VS, C>
 where
-    KS: Serde<K>,
-    VS: Serde<V>,
+    KS: Decode<K>,
+    VS: Decode<V>,
     C: LegacyConsumerContext,
 {
     /// Creates the consumer; `transactional` turns off its own commits.
@@ -554,11 +554,7 @@ where
                 "the legacy consumer did not leave its group in time; the fast consumer joins beside it"
             ),
         }
-        let fast = consumer_fast::Consumer::with_config(
-            config,
-            Box::new(key_serde),
-            Box::new(value_serde),
-        )?;
+        let fast = consumer_fast::Consumer::with_config(config, key_serde, value_serde)?;
         if !topics.is_empty() {
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
             fast.subscribe(&topics)?;
@@ -960,8 +956,8 @@ impl<K, V, KS, VS, C> KafkaConsumer<K, V, KS, VS, C>
 where
     K: Send + 'static,
     V: Send + 'static,
-    KS: Serde<K> + 'static,
-    VS: Serde<V> + 'static,
+    KS: Decode<K> + 'static,
+    VS: Decode<V> + 'static,
     C: LegacyConsumerContext,
 {
     /// [`close_blocking`](Self::close_blocking) on a thread of its own: the
@@ -977,8 +973,8 @@ impl<K, V, KS, VS, C> KafkaStreamConsumer<K, V> for KafkaConsumer<K, V, KS, VS, 
 where
     K: Send + 'static,
     V: Send + 'static,
-    KS: Serde<K> + 'static,
-    VS: Serde<V> + 'static,
+    KS: Decode<K> + 'static,
+    VS: Decode<V> + 'static,
     C: LegacyConsumerContext,
 {
     fn stream(&self) -> MessageStream<'_, K, V> {

@@ -3,7 +3,7 @@
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use consumer_api::{ConsumerError, Message, Serde};
+use consumer_api::{ConsumerError, Decode, Message};
 use consumer_fast::OffsetBook;
 use futures_core::Stream;
 use rdkafka::error::KafkaError;
@@ -72,8 +72,8 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug for LegacyStream<'_
 
 impl<K, V, KS, VS, C> Stream for LegacyStream<'_, K, V, KS, VS, C>
 where
-    KS: Serde<K>,
-    VS: Serde<V>,
+    KS: Decode<K>,
+    VS: Decode<V>,
     C: LegacyConsumerContext,
 {
     type Item = Result<Message<K, V>, ConsumerError>;
@@ -152,8 +152,8 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug
 
 impl<K, V, KS, VS, C> Stream for LegacyBatches<'_, K, V, KS, VS, C>
 where
-    KS: Serde<K>,
-    VS: Serde<V>,
+    KS: Decode<K>,
+    VS: Decode<V>,
     C: LegacyConsumerContext,
 {
     type Item = Result<Vec<Message<K, V>>, ConsumerError>;
