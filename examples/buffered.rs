@@ -14,8 +14,8 @@ use tiered_kafka::prelude::*;
 async fn main() -> anyhow::Result<()> {
     let demo = support::Demo::start("buffered")?;
 
-    let consumer: Consumer<String, String> =
-        Consumer::with_config(demo.config(), StringSerde, StringSerde)?;
+    let consumer: FastConsumer<String, String> =
+        FastConsumer::with_config(demo.config(), StringSerde, StringSerde)?;
     consumer.subscribe(&[&demo.topic])?;
 
     let mut messages = consumer.buffered_stream(32).take(demo.messages);

@@ -17,7 +17,7 @@ async fn main() -> anyhow::Result<()> {
     let demo = support::Demo::start("dedicated")?;
 
     // The polling thread shares the consumer, hence the `Arc`.
-    let consumer: Arc<Consumer<String, String>> = Arc::new(Consumer::with_config(
+    let consumer: Arc<FastConsumer<String, String>> = Arc::new(FastConsumer::with_config(
         demo.config(),
         StringSerde,
         StringSerde,

@@ -1,5 +1,5 @@
 //! The fast consumer (rdkafka's `BaseConsumer`) in the Standard tier: one
-//! message per wake-up, lowest latency. The fast `Consumer` built directly, no factory.
+//! message per wake-up, lowest latency. The fast `Consumer` (`FastConsumer` in the prelude) built directly, no factory.
 //!
 //! `cargo run --example standard` (embedded mock broker), or with
 //! `KAFKA_BROKERS=host:port` for your own.
@@ -13,8 +13,8 @@ use tiered_kafka::prelude::*;
 async fn main() -> anyhow::Result<()> {
     let demo = support::Demo::start("standard")?;
 
-    let consumer: Consumer<String, String> =
-        Consumer::with_config(demo.config(), StringSerde, StringSerde)?;
+    let consumer: FastConsumer<String, String> =
+        FastConsumer::with_config(demo.config(), StringSerde, StringSerde)?;
     consumer.subscribe(&[&demo.topic])?;
 
     let mut messages = consumer.stream().take(demo.messages);

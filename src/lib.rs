@@ -66,7 +66,7 @@ pub mod prelude {
         OwnedStream, Serde, StringSerde, Timestamp, TopicPartitionList,
     };
     pub use consumer_factory::ConsumerFactory;
-    pub use consumer_fast::{Consumer, TieredConsumer};
+    pub use consumer_fast::{Consumer as FastConsumer, TieredConsumer};
     pub use consumer_legacy::{ConsumerBuilder, KafkaConsumer};
     pub use rdkafka::Offset;
 }
