@@ -105,7 +105,7 @@ impl Wake for WokenFlag {
 /// a way out to the fast consumer ([`into_fast_consumer`](Self::into_fast_consumer)).
 ///
 /// `K` and `V` are the key and value types, `KS` and `VS` their
-/// [`Serde`]s, `C` the application's [context](LegacyConsumerContext).
+/// codecs ([`Decode`]), `C` the application's [context](LegacyConsumerContext).
 ///
 /// It keeps the same promises as the fast consumer:
 ///
