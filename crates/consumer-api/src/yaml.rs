@@ -14,6 +14,7 @@ struct Document {
     consumer: ConsumerConfig,
 }
 
+#[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
 impl ConsumerConfig {
     /// Reads a configuration from a YAML document with a top-level `consumer:` key.
     ///

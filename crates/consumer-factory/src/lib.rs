@@ -46,6 +46,7 @@
 //! # Ok(()) }
 //! ```
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 use consumer_api::{ConsumerConfig, ConsumerError, Decode, KafkaStreamConsumer};
 use consumer_fast::TieredConsumer;
 use consumer_legacy::KafkaConsumer;
@@ -109,6 +110,7 @@ impl ConsumerFactory {
     /// [`ConsumerError::Config`] naming the field, value and line of a bad
     /// document; then as [`create`](Self::create).
     #[cfg(feature = "yaml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
     pub fn from_yaml_str<K, V, KS, VS>(
         yaml: &str,
         key_serde: KS,
@@ -131,6 +133,7 @@ impl ConsumerFactory {
     /// [`ConsumerError::Config`] when the file cannot be read or is invalid
     /// (naming the file); then as [`create`](Self::create).
     #[cfg(feature = "yaml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
     pub fn from_yaml_file<K, V, KS, VS>(
         path: impl AsRef<std::path::Path>,
         key_serde: KS,
