@@ -100,7 +100,7 @@ pub fn build<K: Send + 'static, V: Send + 'static>(
                 .expect("fast consumer builds"),
         ),
         Implementation::Legacy => Box::new(
-            KafkaConsumer::with_config(config, key_serde, value_serde)
+            KafkaConsumer::with_boxed_codecs(config, key_serde, value_serde)
                 .expect("legacy consumer builds"),
         ),
     }

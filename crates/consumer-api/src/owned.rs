@@ -44,6 +44,20 @@ use crate::message::Message;
 ///     })
 /// }
 /// ```
+///
+/// The borrowing stream cannot go there: the task may outlive the function
+/// that owns the consumer.
+///
+/// ```compile_fail,E0597
+/// use std::sync::Arc;
+/// use consumer_api::KafkaStreamConsumer;
+/// use futures_util::StreamExt;
+///
+/// fn start(consumer: Arc<dyn KafkaStreamConsumer<String, String>>) {
+///     let mut messages = consumer.stream();
+///     tokio::spawn(async move { while let Some(_) = messages.next().await {} });
+/// }
+/// ```
 pub struct OwnedStream<K, V> {
     // Declared before `_consumer`, so dropped first: it borrows the consumer.
     stream: MessageStream<'static, K, V>,

@@ -166,9 +166,17 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Config`] when the consumer has no `group.id`.
     pub fn new(
-        mut base: BaseConsumer<FastContext>,
+        base: BaseConsumer<FastContext>,
         key_serde: impl Decode<K> + 'static,
         value_serde: impl Decode<V> + 'static,
+    ) -> Result<Self, ConsumerError> {
+        Self::assemble(base, Box::new(key_serde), Box::new(value_serde))
+    }
+
+    fn assemble(
+        mut base: BaseConsumer<FastContext>,
+        key_serde: Box<dyn Decode<K>>,
+        value_serde: Box<dyn Decode<V>>,
     ) -> Result<Self, ConsumerError> {
         let queue = QueueHandle::of(&base).ok_or_else(|| {
             ConsumerError::Config(consumer_api::ConfigError::Invalid {
@@ -189,8 +197,8 @@ impl<K, V> Consumer<K, V> {
             wakers,
             gate: PollGate::default(),
             book,
-            key_serde: Box::new(key_serde),
-            value_serde: Box::new(value_serde),
+            key_serde,
+            value_serde,
             dedicated_running: AtomicBool::new(false),
             max_poll_interval,
             poll_keeper: OnceLock::new(),
@@ -220,8 +228,21 @@ impl<K, V> Consumer<K, V> {
         key_serde: impl Decode<K> + 'static,
         value_serde: impl Decode<V> + 'static,
     ) -> Result<Self, ConsumerError> {
+        Self::with_config_dyn(config, Box::new(key_serde), Box::new(value_serde))
+    }
+
+    /// [`with_config`](Self::with_config) with codecs already boxed: how the
+    /// legacy consumer's `into_fast_consumer` hands its codecs over (a
+    /// `Box<dyn Decode>` is not itself a `Decode`: the blanket impl over
+    /// `Serde` leaves no room for one). Not part of the API.
+    #[doc(hidden)]
+    pub fn with_config_dyn(
+        config: ConsumerConfig,
+        key_serde: Box<dyn Decode<K>>,
+        value_serde: Box<dyn Decode<V>>,
+    ) -> Result<Self, ConsumerError> {
         let base = config.create_with_context(FastContext::new())?;
-        Ok(Self::new(base, key_serde, value_serde)?
+        Ok(Self::assemble(base, key_serde, value_serde)?
             .reading_headers(config.reads_headers())
             .closing_within(config.close_timeout()))
     }

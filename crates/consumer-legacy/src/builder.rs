@@ -162,8 +162,8 @@ impl<KS, VS, C> ConsumerBuilder<KS, VS, C> {
     /// client.
     pub fn build<K, V>(self) -> Result<KafkaConsumer<K, V, KS, VS, C>, ConsumerError>
     where
-        KS: Decode<K>,
-        VS: Decode<V>,
+        KS: Decode<K> + 'static,
+        VS: Decode<V> + 'static,
         C: LegacyConsumerContext,
     {
         let mut config = self
@@ -177,8 +177,8 @@ impl<KS, VS, C> ConsumerBuilder<KS, VS, C> {
         }
         KafkaConsumer::create(
             config,
-            self.key_serde,
-            self.value_serde,
+            Box::new(self.key_serde),
+            Box::new(self.value_serde),
             self.context,
             self.transactional,
         )

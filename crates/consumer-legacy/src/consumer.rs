@@ -100,6 +100,10 @@ impl Wake for WokenFlag {
     }
 }
 
+/// The types a [`KafkaConsumer`] names but does not hold; a function type,
+/// so that they do not decide its `Send`, `Sync` or drop check.
+type Types<K, V, KS, VS> = fn() -> (K, V, Box<KS>, Box<VS>);
+
 /// A Kafka consumer on rdkafka's `StreamConsumer`: the plan's "current"
 /// consumer, kept as the default so that existing code works unchanged, with
 /// a way out to the fast consumer ([`into_fast_consumer`](Self::into_fast_consumer)).
@@ -149,23 +153,61 @@ impl Wake for WokenFlag {
 /// }
 /// # Ok(()) }
 /// ```
-pub struct KafkaConsumer<K, V, KS, VS, C = LegacyContext>
-where
+///
+/// # Naming the type
+///
+/// The codec parameters `KS` and `VS` default to `dyn Decode`, so a field or
+/// a signature names two: `KafkaConsumer<String, Order>`, built by
+/// [`with_boxed_codecs`](KafkaConsumer::with_boxed_codecs). The plan's
+/// five-parameter form, `KafkaConsumer<K, V, KS, VS, C>`, built by
+/// [`with_config`](KafkaConsumer::with_config), keeps each codec's own type
+/// and is still there for code written against it.
+///
+/// ```no_run
+/// use consumer_api::{ConsumerConfig, Json, StringSerde};
+/// use consumer_legacy::KafkaConsumer;
+///
+/// #[derive(serde::Serialize, serde::Deserialize)]
+/// struct Order {
+///     id: u64,
+/// }
+///
+/// struct Billing {
+///     orders: KafkaConsumer<String, Order>,
+/// }
+///
+/// let config = ConsumerConfig::new("localhost:9092", "billing");
+/// let billing = Billing {
+///     orders: KafkaConsumer::with_boxed_codecs(config, StringSerde, Json::new())?,
+/// };
+/// # Ok::<(), consumer_api::ConsumerError>(())
+/// ```
+pub struct KafkaConsumer<
+    K,
+    V,
+    KS: ?Sized = dyn Decode<K>,
+    VS: ?Sized = dyn Decode<V>,
+    C = LegacyContext,
+> where
     C: LegacyConsumerContext,
 {
     consumer: Inner<C>,
     config: ConsumerConfig,
-    key_serde: KS,
-    value_serde: VS,
+    /// Boxed whatever `KS` is, so that the two-parameter form
+    /// (`KS = dyn Decode<K>`) is the same type as the others underneath.
+    key_serde: Box<dyn Decode<K>>,
+    value_serde: Box<dyn Decode<V>>,
     /// `enable.auto.commit` is on: store each recorded offset in librdkafka.
     store_offsets: bool,
     /// `ConsumerConfig::read_headers`, read once.
     read_headers: bool,
     transactional: bool,
-    _types: PhantomData<fn() -> (K, V)>,
+    _types: PhantomData<Types<K, V, KS, VS>>,
 }
 
-impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug for KafkaConsumer<K, V, KS, VS, C> {
+impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> std::fmt::Debug
+    for KafkaConsumer<K, V, KS, VS, C>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KafkaConsumer")
             .field("brokers", &self.config.brokers)
@@ -199,8 +241,8 @@ impl KafkaConsumer<(), (), (), (), LegacyContext> {
 
 impl<K, V, KS, VS> KafkaConsumer<K, V, KS, VS>
 where
-    KS: Decode<K>,
-    VS: Decode<V>,
+    KS: Decode<K> + 'static,
+    VS: Decode<V> + 'static,
 {
     /// A consumer of `brokers` in `group_id` with librdkafka's defaults.
     ///
@@ -260,11 +302,53 @@ where
         key_serde: KS,
         value_serde: VS,
     ) -> Result<Self, ConsumerError> {
-        Self::create(config, key_serde, value_serde, LegacyContext, false)
+        Self::create(
+            config,
+            Box::new(key_serde),
+            Box::new(value_serde),
+            LegacyContext,
+            false,
+        )
     }
 }
 
-impl<K, V, KS, VS, C> KafkaConsumer<K, V, KS, VS, C>
+impl<K, V> KafkaConsumer<K, V> {
+    /// As [`with_config`](KafkaConsumer::with_config), with the codecs boxed,
+    /// so that the consumer's type names only `K` and `V`.
+    ///
+    /// # Errors
+    ///
+    /// As [`with_config`](KafkaConsumer::with_config).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use consumer_api::{ConsumerConfig, Json, StringSerde};
+    /// use consumer_legacy::KafkaConsumer;
+    ///
+    /// let consumer: KafkaConsumer<String, serde_json::Value> = KafkaConsumer::with_boxed_codecs(
+    ///     ConsumerConfig::new("localhost:9092", "billing"),
+    ///     StringSerde,
+    ///     Json::new(),
+    /// )?;
+    /// # Ok::<(), consumer_api::ConsumerError>(())
+    /// ```
+    pub fn with_boxed_codecs(
+        config: ConsumerConfig,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
+    ) -> Result<Self, ConsumerError> {
+        KafkaConsumer::create(
+            config,
+            Box::new(key_serde),
+            Box::new(value_serde),
+            LegacyContext,
+            false,
+        )
+    }
+}
+
+impl<K, V, KS: ?Sized, VS: ?Sized, C> KafkaConsumer<K, V, KS, VS, C>
 where
     KS: Decode<K>,
     VS: Decode<V>,
@@ -273,8 +357,8 @@ where
     /// Creates the consumer; `transactional` turns off its own commits.
     pub(crate) fn create(
         mut config: ConsumerConfig,
-        key_serde: KS,
-        value_serde: VS,
+        key_serde: Box<dyn Decode<K>>,
+        value_serde: Box<dyn Decode<V>>,
         context: C,
         transactional: bool,
     ) -> Result<Self, ConsumerError> {
@@ -423,8 +507,8 @@ where
         use rdkafka::Message as _;
         match Message::decode(
             record,
-            &self.key_serde,
-            &self.value_serde,
+            &*self.key_serde,
+            &*self.value_serde,
             self.read_headers,
         ) {
             Ok(message) => self
@@ -467,8 +551,8 @@ where
         use rdkafka::Message as _;
         let item = Message::decode(
             record,
-            &self.key_serde,
-            &self.value_serde,
+            &*self.key_serde,
+            &*self.value_serde,
             self.read_headers,
         );
         if !self.record(
@@ -554,7 +638,7 @@ where
                 "the legacy consumer did not leave its group in time; the fast consumer joins beside it"
             ),
         }
-        let fast = consumer_fast::Consumer::with_config(config, key_serde, value_serde)?;
+        let fast = consumer_fast::Consumer::with_config_dyn(config, key_serde, value_serde)?;
         if !topics.is_empty() {
             let topics: Vec<&str> = topics.iter().map(String::as_str).collect();
             fast.subscribe(&topics)?;
@@ -568,7 +652,7 @@ where
     }
 }
 
-impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
+impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     /// Subscribes to `topics`, replacing any earlier subscription.
     ///
     /// # Errors
@@ -952,7 +1036,7 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> KafkaConsumer<K, V, KS, VS, C> {
     }
 }
 
-impl<K, V, KS, VS, C> KafkaConsumer<K, V, KS, VS, C>
+impl<K, V, KS: ?Sized, VS: ?Sized, C> KafkaConsumer<K, V, KS, VS, C>
 where
     K: Send + 'static,
     V: Send + 'static,
@@ -969,7 +1053,7 @@ where
     }
 }
 
-impl<K, V, KS, VS, C> KafkaStreamConsumer<K, V> for KafkaConsumer<K, V, KS, VS, C>
+impl<K, V, KS: ?Sized, VS: ?Sized, C> KafkaStreamConsumer<K, V> for KafkaConsumer<K, V, KS, VS, C>
 where
     K: Send + 'static,
     V: Send + 'static,

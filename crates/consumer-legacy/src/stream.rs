@@ -50,12 +50,12 @@ use crate::context::{LegacyConsumerContext, TrackingContext};
 /// # Ok(()) }
 /// ```
 #[must_use = "streams do nothing unless polled"]
-pub struct LegacyStream<'a, K, V, KS, VS, C: LegacyConsumerContext> {
+pub struct LegacyStream<'a, K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> {
     consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
     raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
 }
 
-impl<'a, K, V, KS, VS, C: LegacyConsumerContext> LegacyStream<'a, K, V, KS, VS, C> {
+impl<'a, K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> LegacyStream<'a, K, V, KS, VS, C> {
     pub(crate) fn new(
         consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
         raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
@@ -64,13 +64,15 @@ impl<'a, K, V, KS, VS, C: LegacyConsumerContext> LegacyStream<'a, K, V, KS, VS, 
     }
 }
 
-impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug for LegacyStream<'_, K, V, KS, VS, C> {
+impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> std::fmt::Debug
+    for LegacyStream<'_, K, V, KS, VS, C>
+{
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("LegacyStream").finish_non_exhaustive()
     }
 }
 
-impl<K, V, KS, VS, C> Stream for LegacyStream<'_, K, V, KS, VS, C>
+impl<K, V, KS: ?Sized, VS: ?Sized, C> Stream for LegacyStream<'_, K, V, KS, VS, C>
 where
     KS: Decode<K>,
     VS: Decode<V>,
@@ -116,7 +118,7 @@ where
 /// read again after a restart or by the partition's next owner, not
 /// skipped.
 #[must_use = "streams do nothing unless polled"]
-pub struct LegacyBatches<'a, K, V, KS, VS, C: LegacyConsumerContext> {
+pub struct LegacyBatches<'a, K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> {
     consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
     raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
     max: usize,
@@ -125,7 +127,9 @@ pub struct LegacyBatches<'a, K, V, KS, VS, C: LegacyConsumerContext> {
     held: Option<(u64, ConsumerError)>,
 }
 
-impl<'a, K, V, KS, VS, C: LegacyConsumerContext> LegacyBatches<'a, K, V, KS, VS, C> {
+impl<'a, K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext>
+    LegacyBatches<'a, K, V, KS, VS, C>
+{
     pub(crate) fn new(
         consumer: &'a KafkaConsumer<K, V, KS, VS, C>,
         raw: rdkafka::consumer::MessageStream<'a, TrackingContext<C>>,
@@ -140,7 +144,7 @@ impl<'a, K, V, KS, VS, C: LegacyConsumerContext> LegacyBatches<'a, K, V, KS, VS,
     }
 }
 
-impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug
+impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> std::fmt::Debug
     for LegacyBatches<'_, K, V, KS, VS, C>
 {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -150,7 +154,7 @@ impl<K, V, KS, VS, C: LegacyConsumerContext> std::fmt::Debug
     }
 }
 
-impl<K, V, KS, VS, C> Stream for LegacyBatches<'_, K, V, KS, VS, C>
+impl<K, V, KS: ?Sized, VS: ?Sized, C> Stream for LegacyBatches<'_, K, V, KS, VS, C>
 where
     KS: Decode<K>,
     VS: Decode<V>,
