@@ -269,6 +269,14 @@ pub enum Misuse {
     /// its polling thread, and two would share the messages.
     #[error("a dedicated stream of this consumer is already open; drop it before opening another")]
     DedicatedStreamAlreadyOpen,
+    /// Concurrent processing was started on a consumer that already runs a
+    /// polling thread (a Dedicated stream, or processing started before):
+    /// two would share the messages.
+    #[error(
+        "this consumer already has a polling thread (a dedicated stream or concurrent \
+         processing); drop it before starting concurrent processing"
+    )]
+    PollingThreadRunning,
     /// A call that needs a Tokio runtime (with timers) was made outside one.
     #[error("{call} needs a Tokio runtime with timers")]
     NoTokioRuntime {

@@ -44,7 +44,7 @@ pub use crate::consumer::{
     CloseReport, CommitAsync, KafkaStreamConsumer, MessageStream, PartitionLag,
 };
 pub use crate::error::{ConfigError, ConsumerError, Misuse, PayloadPart};
-pub use crate::message::{Header, Headers, Message, RawHeaders, Timestamp};
+pub use crate::message::{Header, Headers, Message, OwnedRecord, RawHeaders, Timestamp};
 pub use crate::owned::OwnedStream;
 pub use crate::serde::{BytesSerde, Decode, Json, JsonSerde, Serde, SerdeError, StringSerde};
 /// librdkafka's error codes, as [`ConsumerError::code`] gives them.

@@ -163,6 +163,124 @@ impl<K, V> Message<K, V> {
     }
 }
 
+/// A record as Kafka's bytes, owned: what a message is before its key and
+/// value are decoded. Concurrent processing keeps one beside each message,
+/// to decode it again for a retry and to hand a dead-letter hook the bytes
+/// exactly as they were read.
+///
+/// ```
+/// use consumer_api::{Headers, OwnedRecord, StringSerde, Timestamp};
+///
+/// let record = OwnedRecord {
+///     topic: "orders".to_owned(),
+///     partition: 3,
+///     offset: 42,
+///     timestamp: Timestamp::NotAvailable,
+///     key: Some(b"k".to_vec()),
+///     value: Some(b"v".to_vec()),
+///     headers: Headers::new(),
+/// };
+/// let message = record.decode::<String, String, _, _>(&StringSerde, &StringSerde)?;
+/// assert_eq!(message.value.as_deref(), Some("v"));
+/// # Ok::<(), consumer_api::ConsumerError>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnedRecord {
+    /// The topic the record was read from.
+    pub topic: String,
+    /// The partition the record was read from.
+    pub partition: i32,
+    /// The record's offset within its partition.
+    pub offset: i64,
+    /// When the record was created or appended to the log, if the broker says.
+    pub timestamp: Timestamp,
+    /// The key's bytes; `None` when the record has no key.
+    pub key: Option<Vec<u8>>,
+    /// The value's bytes; `None` for a tombstone.
+    pub value: Option<Vec<u8>>,
+    /// The record's headers, in the order they were written.
+    pub headers: Headers,
+}
+
+impl OwnedRecord {
+    /// Copies a record handed out by rdkafka.
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Deserialize`] (part [`PayloadPart::HeaderKey`]) for a
+    /// header key that is not UTF-8.
+    pub fn from_kafka<M>(record: &M) -> Result<Self, ConsumerError>
+    where
+        M: rdkafka::Message,
+        M::Headers: RawHeaders,
+    {
+        let headers = match record.headers() {
+            Some(headers) => Headers::from_raw(headers).map_err(|(key, source)| {
+                deserialize_error(record, PayloadPart::HeaderKey, key, SerdeError::new(source))
+            })?,
+            None => Headers::new(),
+        };
+        Ok(OwnedRecord {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+            timestamp: record.timestamp().into(),
+            key: record.key().map(<[u8]>::to_vec),
+            value: record.payload().map(<[u8]>::to_vec),
+            headers,
+        })
+    }
+
+    /// Decodes the key and value, as [`Message::from_kafka`] does (a codec
+    /// that panics is reported like one that fails).
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Deserialize`], naming the record and keeping the
+    /// bytes that failed.
+    pub fn decode<K, V, KS, VS>(
+        &self,
+        key_serde: &KS,
+        value_serde: &VS,
+    ) -> Result<Message<K, V>, ConsumerError>
+    where
+        KS: Decode<K> + ?Sized,
+        VS: Decode<V> + ?Sized,
+    {
+        let failed = |part, bytes: &[u8], source| ConsumerError::Deserialize {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            part,
+            raw: bytes.to_vec(),
+            source,
+        };
+        let key = match &self.key {
+            Some(bytes) => Some(
+                deserialize_contained(key_serde, bytes)
+                    .map_err(|source| failed(PayloadPart::Key, bytes, source))?,
+            ),
+            None => None,
+        };
+        let value = match &self.value {
+            Some(bytes) => Some(
+                deserialize_contained(value_serde, bytes)
+                    .map_err(|source| failed(PayloadPart::Value, bytes, source))?,
+            ),
+            None => None,
+        };
+        Ok(Message {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key,
+            value,
+            headers: self.headers.clone(),
+        })
+    }
+}
+
 /// Runs a serde, turning a panic into an error about this record: a panic
 /// would otherwise unwind through the consumer with the record already taken
 /// from librdkafka, and lose it.

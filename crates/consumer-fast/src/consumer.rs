@@ -104,8 +104,8 @@ pub struct Consumer<K, V> {
     /// Makes "polled before this seek" decidable.
     pub(crate) gate: PollGate,
     pub(crate) book: Arc<OffsetBook>,
-    key_serde: Box<dyn Decode<K>>,
-    value_serde: Box<dyn Decode<V>>,
+    pub(crate) key_serde: Box<dyn Decode<K>>,
+    pub(crate) value_serde: Box<dyn Decode<V>>,
     pub(crate) dedicated_running: AtomicBool,
     /// librdkafka's `max.poll.interval.ms` for this consumer.
     pub(crate) max_poll_interval: Duration,

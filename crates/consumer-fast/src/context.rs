@@ -1,13 +1,15 @@
 //! [`FastContext`]: the rdkafka context that keeps commits honest across rebalances.
 
-use std::sync::Arc;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, PoisonError};
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext};
+use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
 
 use crate::offsets::OffsetBook;
+use crate::process::RebalanceHook;
 use crate::reason::ErrorReasons;
 use crate::revocation::RevocationPolicy;
 
@@ -43,6 +45,10 @@ pub struct FastContext {
     revocation: RevocationPolicy,
     /// What librdkafka said about the error being polled.
     pub(crate) reasons: ErrorReasons,
+    /// Concurrent processing, while it runs: it finishes the revoked
+    /// partitions' work before their commit, and reads the committed
+    /// metadata of assigned ones.
+    pub(crate) processing: Mutex<Option<Arc<dyn RebalanceHook>>>,
 }
 
 impl FastContext {
@@ -68,8 +74,39 @@ impl ConsumerContext for FastContext {
         error: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
-        self.revocation
-            .rebalance(consumer, &self.book, error, partitions, |_| {}, |_| {});
+        let processing = self
+            .processing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone();
+        let Some(processing) = processing else {
+            self.revocation
+                .rebalance(consumer, &self.book, error, partitions, |_| {}, |_| {});
+            return;
+        };
+        if error == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
+            // Before the revocation policy takes the revoked partitions'
+            // positions from the book: this puts them there. A panic must not
+            // keep the assignment from being applied.
+            let revoking = catch_unwind(AssertUnwindSafe(|| {
+                processing.revoking(consumer, partitions);
+            }));
+            if revoking.is_err() {
+                tracing::error!("concurrent processing panicked while partitions were revoked");
+            }
+        }
+        self.revocation.rebalance(
+            consumer,
+            &self.book,
+            error,
+            partitions,
+            |_| {},
+            |rebalance| {
+                if let Rebalance::Assign(assigned) = rebalance {
+                    processing.assigned(consumer, assigned);
+                }
+            },
+        );
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {

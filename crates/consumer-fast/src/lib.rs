@@ -72,6 +72,7 @@ mod dedicated;
 mod gate;
 mod liveness;
 mod offsets;
+mod process;
 mod queue;
 mod reason;
 mod revocation;
@@ -87,6 +88,11 @@ pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
 pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};
 pub use crate::offsets::{Delivery, OffsetBook};
+pub use crate::process::{
+    Ack, BoxError, DeadLetter, DeadLetterHook, DeadLetterLimit, DeadLetterTopic, HEADER_ATTEMPTS,
+    HEADER_ERROR, HEADER_ORIGINAL_OFFSET, HEADER_ORIGINAL_PARTITION, HEADER_ORIGINAL_TOPIC,
+    ProcessError, ProcessOptions, ProcessingOrder, ProcessingStream, Processor, RetryPolicy, Work,
+};
 pub use crate::reason::ErrorReasons;
 pub use crate::revocation::{RevocationPolicy, commit_within, serve_queued_before_close};
 pub use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};

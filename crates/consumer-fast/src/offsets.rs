@@ -69,17 +69,31 @@ impl BookInner {
     }
 
     fn set_position(&mut self, topic: &str, partition: i32, next_offset: i64) {
+        self.set_position_with(topic, partition, next_offset, None);
+    }
+
+    fn set_position_with(
+        &mut self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+        metadata: Option<String>,
+    ) {
         self.changed = true;
         match self
             .positions
             .iter_mut()
             .find(|entry| entry.partition == partition && entry.topic == topic)
         {
-            Some(entry) => entry.next_offset = next_offset,
+            Some(entry) => {
+                entry.next_offset = next_offset;
+                entry.metadata = metadata;
+            }
             None => self.positions.push(PartitionOffset {
                 topic: topic.to_owned(),
                 partition,
                 next_offset,
+                metadata,
             }),
         }
     }
@@ -90,6 +104,9 @@ struct PartitionOffset {
     topic: String,
     partition: i32,
     next_offset: i64,
+    /// Committed with the offset: concurrent processing's completed offsets
+    /// above it.
+    metadata: Option<String>,
 }
 
 /// The offset book held for a run of deliveries, from
@@ -190,6 +207,21 @@ impl OffsetBook {
         self.lock().set_position(topic, partition, next_offset);
     }
 
+    /// Sets a partition's position and the metadata to commit with it:
+    /// concurrent processing's commit point, which may move back (a message
+    /// redelivered), and its completed offsets above it.
+    pub(crate) fn set_completed(
+        &self,
+        topic: &str,
+        partition: i32,
+        next_offset: i64,
+        metadata: String,
+    ) {
+        let metadata = (!metadata.is_empty()).then_some(metadata);
+        self.lock()
+            .set_position_with(topic, partition, next_offset, metadata);
+    }
+
     /// Every recorded position, as the offsets to commit.
     pub fn snapshot(&self) -> TopicPartitionList {
         Self::list(&self.lock())
@@ -209,7 +241,7 @@ impl OffsetBook {
     fn list(inner: &BookInner) -> TopicPartitionList {
         let mut list = TopicPartitionList::with_capacity(inner.positions.len());
         for entry in &inner.positions {
-            add(&mut list, &entry.topic, entry.partition, entry.next_offset);
+            add_entry(&mut list, entry);
         }
         list
     }
@@ -252,12 +284,7 @@ impl OffsetBook {
                     .position(|entry| entry.partition == partition && entry.topic == topic)
             {
                 let entry = inner.positions.swap_remove(index);
-                add(
-                    &mut forgotten,
-                    &entry.topic,
-                    entry.partition,
-                    entry.next_offset,
-                );
+                add_entry(&mut forgotten, &entry);
             }
         }
         self.generation.store(generation, Ordering::Release);
@@ -268,6 +295,16 @@ impl OffsetBook {
         // Every update is a single assignment, push or removal: the book stays
         // consistent even if a holder panicked.
         self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Adds a recorded position, with its metadata, to a list of offsets to commit.
+fn add_entry(list: &mut TopicPartitionList, entry: &PartitionOffset) {
+    add(list, &entry.topic, entry.partition, entry.next_offset);
+    if let Some(metadata) = &entry.metadata
+        && let Some(mut element) = list.find_partition(&entry.topic, entry.partition)
+    {
+        element.set_metadata(metadata);
     }
 }
 
