@@ -90,3 +90,8 @@ pub struct MigrationGuideDoctests;
 #[cfg(doctest)]
 #[doc = include_str!("../docs/faq.md")]
 pub struct FaqDoctests;
+
+/// The concurrent processing guide's code blocks, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../docs/concurrent-processing.md")]
+pub struct ConcurrentProcessingGuideDoctests;

@@ -122,7 +122,7 @@ pub struct Consumer<K, V> {
     /// [`KafkaStreamConsumer::tier`].
     read_tier: Mutex<ConsumerTier>,
     /// Whether messages carry their records' headers.
-    read_headers: bool,
+    pub(crate) read_headers: bool,
     /// librdkafka's `enable.auto.commit`: it commits what was stored.
     auto_commit: bool,
     /// Messages handed out since [`stored_at`](Self::stored_at) was checked.

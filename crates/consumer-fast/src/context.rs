@@ -84,6 +84,14 @@ impl ConsumerContext for FastContext {
                 .rebalance(consumer, &self.book, error, partitions, |_| {}, |_| {});
             return;
         };
+        if error != RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS
+            && error != RDKafkaRespErr::RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+        {
+            // A rebalance error: the revocation policy drops the assignment.
+            if catch_unwind(AssertUnwindSafe(|| processing.lost_all())).is_err() {
+                tracing::error!("concurrent processing panicked on a rebalance error");
+            }
+        }
         if error == RDKafkaRespErr::RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS {
             // Before the revocation policy takes the revoked partitions'
             // positions from the book: this puts them there. A panic must not

@@ -35,6 +35,15 @@ const COMMITTED_LOOKUP_TIMEOUT: Duration = Duration::from_secs(10);
 /// A partition paused because its commit metadata was nearly full resumes
 /// when this many more offsets would fit.
 const METADATA_RESUME_ROOM: u64 = 1024;
+/// How long polling may stop while the most messages are held, before
+/// fetching is paused and polling goes on (or half `max.poll.interval.ms`,
+/// if shorter): bounds how long a rebalance waits for this member.
+const KEEP_ALIVE_AFTER: Duration = Duration::from_secs(1);
+/// The shortest commit interval: commits are sent from the polling loop.
+const MIN_COMMIT_INTERVAL: Duration = Duration::from_millis(10);
+/// Every this many commit rounds, unchanged commit points are committed
+/// again: an earlier commit of them may have failed.
+const RECOMMIT_EVERY: u32 = 10;
 
 /// What concurrent processing does when partitions are assigned or revoked;
 /// [`FastContext`] calls it from its rebalance callback, on the polling
@@ -47,6 +56,9 @@ pub(crate) trait RebalanceHook: Send + Sync + std::fmt::Debug {
     /// (bounded) for those being handled, and put their commit points in
     /// the book for the revocation's commit.
     fn revoking(&self, consumer: &BaseConsumer<FastContext>, partitions: &TopicPartitionList);
+    /// A rebalance error dropped the whole assignment: forget it, commit
+    /// nothing.
+    fn lost_all(&self);
 }
 
 /// A partition, as the engine names it.
@@ -138,6 +150,10 @@ struct State<K, V> {
     paused_for_room: bool,
     /// The polling thread has ended.
     poller_ended: bool,
+    /// The commit points and metadata of the partitions revoked last: when
+    /// their commit failed and one comes straight back, the revocation
+    /// policy resumes it there, and its tracker must start from the same.
+    revoked_last: HashMap<PartitionId, (i64, String)>,
 }
 
 /// Concurrent processing's engine, shared by its polling thread, its stream
@@ -149,6 +165,12 @@ pub(crate) struct Engine<K, V> {
     /// Signalled whenever a message handed out is acknowledged or returned.
     settled: Condvar,
     stop: AtomicBool,
+    /// Whether a partition pauses when its commit metadata nears its limit.
+    metadata_pauses: bool,
+    /// How many times [`commit`](Self::commit) ran.
+    commit_rounds: std::sync::atomic::AtomicU32,
+    /// The polling thread waits for room: a message finishing wakes it.
+    waiting_for_room: AtomicBool,
     /// The polling thread, to wake when room frees up.
     poller: Mutex<Option<Thread>>,
 }
@@ -163,8 +185,26 @@ impl<K, V> std::fmt::Debug for Engine<K, V> {
 
 impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
     /// An engine over `consumer`; nothing runs until [`run_poller`](Self::run_poller).
-    pub(crate) fn new(consumer: Arc<Consumer<K, V>>, options: ProcessOptions) -> Self {
+    pub(crate) fn new(consumer: Arc<Consumer<K, V>>, mut options: ProcessOptions) -> Self {
+        // The fields are public: a bound of 0 would hand nothing out.
+        options.max_in_flight = options.max_in_flight.max(1);
+        options.max_in_flight_per_partition = options.max_in_flight_per_partition.max(1);
+        options.max_buffered = options.max_buffered.max(options.max_in_flight);
+        options.commit_interval = options.commit_interval.max(MIN_COMMIT_INTERVAL);
+        // Pausing for metadata only helps where a partition can resume.
+        let metadata_pauses = PartitionTracker::new(None, CompletedOffsets::default()).has_room(
+            options.max_metadata_bytes,
+            METADATA_RESUME_ROOM + POLL_BATCH as u64,
+        );
+        if !metadata_pauses {
+            tracing::warn!(
+                max_metadata_bytes = options.max_metadata_bytes,
+                "commit metadata this small cannot hold a useful gap: partitions are not paused for it, and what does not fit is dropped (messages done out of order may be handled again after a restart)"
+            );
+        }
         Engine {
+            metadata_pauses,
+            commit_rounds: std::sync::atomic::AtomicU32::new(0),
             consumer,
             options,
             state: Mutex::new(State {
@@ -177,9 +217,11 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 next_epoch: 0,
                 paused_for_room: false,
                 poller_ended: false,
+                revoked_last: HashMap::new(),
             }),
             settled: Condvar::new(),
             stop: AtomicBool::new(false),
+            waiting_for_room: AtomicBool::new(false),
             poller: Mutex::new(None),
         }
     }
@@ -194,13 +236,23 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
     /// commit of what was completed.
     pub(crate) fn run_poller(&self) {
         *self.poller.lock().unwrap_or_else(PoisonError::into_inner) = Some(std::thread::current());
-        let outcome = catch_unwind(AssertUnwindSafe(|| self.poll_until_stopped()));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            // Assigned before processing started: set up as if just assigned,
+            // reading back their commit metadata.
+            match self.consumer.base.assignment() {
+                Ok(assignment) if assignment.count() > 0 => {
+                    self.assigned(&self.consumer.base, &assignment);
+                }
+                Ok(_) => {}
+                Err(error) => tracing::warn!(%error, "cannot read the assignment"),
+            }
+            self.poll_until_stopped();
+        }));
         if outcome.is_err() {
-            tracing::error!(
-                "the concurrent processing thread panicked; the stream ends with ConsumerError::Closed"
-            );
+            tracing::error!("the concurrent processing thread panicked; processing ends");
         }
         self.commit();
+        self.hand_back();
         let mut state = self.lock();
         state.poller_ended = true;
         if let Some(waker) = state.waker.take() {
@@ -215,18 +267,45 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         let slot = WakerSlot::new(&consumer.wakers);
         let waker = thread_waker(std::thread::current());
         let mut last_commit = Instant::now();
+        // A slow handler: how long polling may stop while the most messages
+        // are held, before fetching is paused so that polling can go on
+        // (rebalances and `max.poll.interval.ms` wait for it).
+        let keep_alive_after = KEEP_ALIVE_AFTER.min(consumer.max_poll_interval / 2);
+        let mut full_since: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
-            let took = {
+            let room = self.room();
+            let took = if room > 0 {
+                full_since = None;
                 // This thread may wait here for a seek to finish.
                 let _polling = consumer.gate.read();
-                self.poll_round()
+                self.poll_round(room.min(POLL_BATCH))
+            } else {
+                let since = *full_since.get_or_insert_with(Instant::now);
+                if since.elapsed() < keep_alive_after {
+                    // Leave the messages in librdkafka's queue (pausing
+                    // would drop what it fetched ahead) and wait for room.
+                    self.waiting_for_room.store(true, Ordering::Release);
+                    if self.room() == 0 && !self.stop.load(Ordering::Acquire) {
+                        std::thread::park_timeout(
+                            IDLE_POLL.min(keep_alive_after.saturating_sub(since.elapsed())),
+                        );
+                    }
+                    self.waiting_for_room.store(false, Ordering::Release);
+                } else {
+                    self.pause_for_room();
+                    let _polling = consumer.gate.read();
+                    // Paused: polling serves events; a message fetched
+                    // before the pause may still come, and is held.
+                    self.poll_round(POLL_BATCH);
+                }
+                0
             };
             self.resume_where_room();
             if last_commit.elapsed() >= self.options.commit_interval {
                 self.commit();
                 last_commit = Instant::now();
             }
-            if took == 0 {
+            if took == 0 && room > 0 {
                 // Registered before looking, so a message arriving in
                 // between still unparks the thread.
                 slot.register(&waker);
@@ -243,13 +322,94 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         }
     }
 
-    /// Takes up to [`POLL_BATCH`] messages from librdkafka (serving the
-    /// events in between: rebalances, commit answers); returns how many.
-    fn poll_round(&self) -> usize {
+    /// Gives the partitions back to whoever reads the consumer next: each
+    /// read position goes back to its commit point (the messages not done
+    /// were taken from librdkafka already), what the engine paused is
+    /// resumed, and acknowledgements from now on change nothing.
+    fn hand_back(&self) {
+        let mut targets = TopicPartitionList::new();
+        let mut to_resume = Vec::new();
+        {
+            let mut state = self.lock();
+            for (id, partition) in state.partitions.drain() {
+                if let Some(point) = partition.tracker.commit_point()
+                    && let Err(error) =
+                        targets.add_partition_offset(&id.0, id.1, Offset::Offset(point))
+                {
+                    tracing::warn!(topic = %id.0, partition = id.1, point, %error, "cannot rewind");
+                }
+                to_resume.push(id);
+            }
+            state.turn.clear();
+            state.in_flight = 0;
+            state.held = 0;
+            state.paused_for_room = false;
+        }
+        self.resume_unless_paused_by_application(to_resume);
+        if targets.count() == 0 {
+            return;
+        }
+        let _seeking = self.consumer.gate.seek();
+        self.consumer.book.invalidate(
+            targets
+                .elements()
+                .iter()
+                .map(|element| (element.topic(), element.partition())),
+        );
+        tracing::debug!(
+            ?targets,
+            "processing stopped: rewinding to the commit points"
+        );
+        if let Err(error) = self
+            .consumer
+            .base
+            .seek_partitions(targets, rdkafka::util::Timeout::After(Duration::ZERO))
+        {
+            tracing::warn!(%error, "cannot rewind to the messages not done; they are read again after a restart");
+        }
+    }
+
+    /// Resumes `partitions`, except those the application paused.
+    fn resume_unless_paused_by_application(&self, mut partitions: Vec<PartitionId>) {
+        {
+            let paused_by_application = self.consumer.lock_paused_by_application();
+            partitions.retain(|(topic, partition)| {
+                !paused_by_application.contains(&(topic.to_string(), *partition))
+            });
+        }
+        if partitions.is_empty() {
+            return;
+        }
+        if let Err(error) = self.consumer.base.resume(&list_of(&partitions)) {
+            tracing::warn!(%error, "cannot resume fetching");
+        }
+    }
+
+    /// How many more messages may be held.
+    fn room(&self) -> usize {
+        self.options.max_buffered.saturating_sub(self.lock().held)
+    }
+
+    /// Pauses every assigned partition until enough messages finish.
+    fn pause_for_room(&self) {
+        let mut state = self.lock();
+        if state.paused_for_room {
+            return;
+        }
+        state.paused_for_room = true;
+        let partitions: Vec<PartitionId> = state.partitions.keys().cloned().collect();
+        drop(state);
+        tracing::debug!("pausing fetching: the most messages are held and the handlers are slow");
+        self.pause(&partitions);
+    }
+
+    /// Takes up to `most` messages from librdkafka (serving the events in
+    /// between: rebalances, commit answers); returns how many.
+    fn poll_round(&self, most: usize) -> usize {
         let consumer = &self.consumer;
         let mut took = 0;
         let mut events = 0;
-        while took < POLL_BATCH && !self.stop.load(Ordering::Acquire) {
+        while took < most && !self.stop.load(Ordering::Acquire) {
             let generation = consumer.book.generation();
             match consumer.base.poll(Duration::ZERO) {
                 Some(Ok(record)) => {
@@ -260,9 +420,9 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                     {
                         continue;
                     }
-                    let owned = OwnedRecord::from_kafka(&record);
+                    let (owned, unreadable_headers) = self.own(&record);
                     drop(record);
-                    self.receive(owned);
+                    self.receive(owned, unreadable_headers);
                 }
                 Some(Err(error)) => {
                     took += 1;
@@ -285,38 +445,50 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         took
     }
 
+    /// Copies a record's bytes. Headers are read only when the consumer
+    /// reads them; a header key that is not UTF-8 makes the message that
+    /// error, the key and value kept.
+    fn own(
+        &self,
+        record: &rdkafka::message::BorrowedMessage<'_>,
+    ) -> (OwnedRecord, Option<ConsumerError>) {
+        let mut headers = consumer_api::Headers::new();
+        let mut unreadable = None;
+        if self.consumer.read_headers
+            && let Some(raw) = record.headers()
+        {
+            match consumer_api::Headers::from_raw(raw) {
+                Ok(read) => headers = read,
+                Err((key, source)) => {
+                    unreadable = Some(ConsumerError::Deserialize {
+                        topic: record.topic().to_owned(),
+                        partition: record.partition(),
+                        offset: record.offset(),
+                        part: consumer_api::PayloadPart::HeaderKey,
+                        raw: key.to_vec(),
+                        source: consumer_api::SerdeError::new(source),
+                    });
+                }
+            }
+        }
+        let owned = OwnedRecord {
+            topic: record.topic().to_owned(),
+            partition: record.partition(),
+            offset: record.offset(),
+            timestamp: record.timestamp().into(),
+            key: record.key().map(<[u8]>::to_vec),
+            value: record.payload().map(<[u8]>::to_vec),
+            headers,
+        };
+        (owned, unreadable)
+    }
+
     /// Routes a message polled to its partition and order group, and pauses
-    /// fetching where the bounds say so.
-    fn receive(&self, record: Result<OwnedRecord, ConsumerError>) {
-        let (record, message) = match record {
-            Ok(record) => {
-                let message = self.decode(&record);
-                (record, message)
-            }
-            Err(error) => {
-                // A header key that is not UTF-8: the record, bytes and all,
-                // cannot be read; it is handed out as that error.
-                let ConsumerError::Deserialize {
-                    topic,
-                    partition,
-                    offset,
-                    ..
-                } = &error
-                else {
-                    tracing::error!(%error, "a record could not be read");
-                    return;
-                };
-                let record = OwnedRecord {
-                    topic: topic.clone(),
-                    partition: *partition,
-                    offset: *offset,
-                    timestamp: consumer_api::Timestamp::NotAvailable,
-                    key: None,
-                    value: None,
-                    headers: consumer_api::Headers::new(),
-                };
-                (record, Err(error))
-            }
+    /// fetching where its commit metadata says so.
+    fn receive(&self, record: OwnedRecord, unreadable_headers: Option<ConsumerError>) {
+        let message = match unreadable_headers {
+            None => self.decode(&record),
+            Some(error) => Err(error),
         };
         let group = match self.options.ordering {
             ProcessingOrder::Unordered => None,
@@ -377,7 +549,8 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         if made_ready && was_empty {
             state.turn.push_back(id.clone());
         }
-        if !partition.paused_for_metadata
+        if self.metadata_pauses
+            && !partition.paused_for_metadata
             && !partition
                 .tracker
                 .has_room(self.options.max_metadata_bytes, POLL_BATCH as u64)
@@ -385,14 +558,6 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             partition.paused_for_metadata = true;
             to_pause.push(id.clone());
             tracing::info!(topic = %id.0, partition = id.1, "pausing a partition: its commit metadata is nearly full until earlier messages finish");
-        }
-        if !state.paused_for_room && state.held >= self.options.max_buffered {
-            state.paused_for_room = true;
-            to_pause.extend(state.partitions.keys().cloned());
-            tracing::debug!(
-                held = state.held,
-                "pausing fetching: the most messages are held"
-            );
         }
         if made_ready && let Some(waker) = state.waker.take() {
             waker.wake();
@@ -450,17 +615,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 }
             }
         }
-        if to_resume.is_empty() {
-            return;
-        }
-        let paused_by_application = self.consumer.lock_paused_by_application();
-        to_resume.retain(|(topic, partition)| {
-            !paused_by_application.contains(&(topic.to_string(), *partition))
-        });
-        let list = list_of(&to_resume);
-        if let Err(error) = self.consumer.base.resume(&list) {
-            tracing::warn!(%error, "cannot resume fetching");
-        }
+        self.resume_unless_paused_by_application(to_resume);
     }
 
     /// The next message that may start now, if the bounds allow one;
@@ -580,8 +735,9 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         if let Some(waker) = state.waker.take() {
             waker.wake();
         }
-        let unpark =
-            state.paused_for_room || partition_paused_for_metadata(state, &ticket.partition);
+        let unpark = state.paused_for_room
+            || partition_paused_for_metadata(state, &ticket.partition)
+            || self.waiting_for_room.load(Ordering::Acquire);
         drop(guard);
         self.settled.notify_all();
         if unpark {
@@ -611,6 +767,8 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
     /// the consumer's own commits and its close.
     pub(crate) fn commit(&self) {
         let mut changed = Vec::new();
+        let round = self.commit_rounds.fetch_add(1, Ordering::Relaxed);
+        let again = round % RECOMMIT_EVERY == RECOMMIT_EVERY - 1;
         {
             let mut state = self.lock();
             for (id, partition) in &mut state.partitions {
@@ -630,7 +788,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 }
                 let metadata = partition.tracker.metadata(self.options.max_metadata_bytes);
                 let now = Some((point, metadata));
-                if partition.committed == now {
+                if partition.committed == now && !again {
                     continue;
                 }
                 partition.committed.clone_from(&now);
@@ -711,37 +869,78 @@ impl<K: Send + 'static, V: Send + 'static> RebalanceHook for Engine<K, V> {
             }
         };
         let mut pause_now = Vec::new();
+        let mut resume_now = Vec::new();
         let mut state = self.lock();
+        let revoked_last = std::mem::take(&mut state.revoked_last);
         for id in ids {
-            let (point, done_before) = committed
+            let mut committed_here = committed
                 .as_ref()
                 .and_then(|list| list.find_partition(&id.0, id.1))
-                .map_or((None, CompletedOffsets::default()), |element| match element.offset() {
-                    Offset::Offset(point) => match decode_metadata(point, element.metadata()) {
-                        Ok(done) => (Some(point), done),
-                        Err(error) => {
-                            tracing::warn!(topic = %id.0, partition = id.1, %error, "unreadable commit metadata; messages completed out of order before are handled again");
-                            (Some(point), CompletedOffsets::default())
-                        }
-                    },
-                    _ => (None, CompletedOffsets::default()),
+                .and_then(|element| match element.offset() {
+                    Offset::Offset(point) => Some((point, element.metadata().to_owned())),
+                    _ => None,
                 });
+            // Back straight after a revocation whose commit may have failed:
+            // reading resumes at this member's own commit point (the
+            // revocation policy sees to it), so the tracker starts there.
+            if let Some((point, metadata)) = revoked_last.get(&id)
+                && committed_here
+                    .as_ref()
+                    .is_none_or(|(committed_point, _)| committed_point < point)
+            {
+                committed_here = Some((*point, metadata.clone()));
+            }
+            let (point, done_before) = match committed_here {
+                Some((point, metadata)) => match decode_metadata(point, &metadata) {
+                    Ok(done) => (Some(point), done),
+                    Err(error) => {
+                        tracing::warn!(topic = %id.0, partition = id.1, %error, "unreadable commit metadata; messages completed out of order before are handled again");
+                        (Some(point), CompletedOffsets::default())
+                    }
+                },
+                None => (None, CompletedOffsets::default()),
+            };
             if !done_before.is_empty() {
                 tracing::info!(topic = %id.0, partition = id.1, point, skipped = done_before.len(), "assigned: messages completed before will be skipped");
             }
             let epoch = state.next_epoch;
             state.next_epoch += 1;
+            // A pause outlives a revocation (librdkafka keeps it): each
+            // partition starts as the engine wants it now.
             if state.paused_for_room {
                 pause_now.push(id.clone());
+            } else {
+                resume_now.push(id.clone());
             }
-            state
+            let replaced = state
                 .partitions
                 .insert(id, PartitionState::new(epoch, point, done_before));
+            if let Some(replaced) = replaced {
+                state.in_flight -= replaced.in_flight;
+                state.held -= replaced.held;
+            }
         }
         drop(state);
         if !pause_now.is_empty() {
             self.pause(&pause_now);
         }
+        self.resume_unless_paused_by_application(resume_now);
+    }
+
+    fn lost_all(&self) {
+        let mut state = self.lock();
+        let lost = state.partitions.len();
+        state.partitions.clear();
+        state.turn.clear();
+        state.in_flight = 0;
+        state.held = 0;
+        state.revoked_last.clear();
+        drop(state);
+        tracing::warn!(
+            lost,
+            "rebalance error: the assignment is dropped, nothing of it committed"
+        );
+        self.settled.notify_all();
     }
 
     fn revoking(&self, consumer: &BaseConsumer<FastContext>, partitions: &TopicPartitionList) {
@@ -812,7 +1011,8 @@ impl<K: Send + 'static, V: Send + 'static> RebalanceHook for Engine<K, V> {
                 tracing::debug!(topic = %id.0, partition = id.1, point, not_done = partition.tracker.incomplete(), "revoked: committing completed work");
                 self.consumer
                     .book
-                    .set_completed(&id.0, id.1, point, metadata);
+                    .set_completed(&id.0, id.1, point, metadata.clone());
+                state.revoked_last.insert(id.clone(), (point, metadata));
             }
         }
         drop(guard);

@@ -122,6 +122,10 @@ pub enum ProcessError {
         /// The limit passed.
         limit: DeadLetterLimit,
     },
+    /// A processing task ended without an outcome: the dead-letter hook
+    /// panicked, or the runtime cancelled it. Its message is not done.
+    #[error("a processing task ended without an outcome: {0}")]
+    TaskFailed(String),
     /// The dead-letter hook failed: the message is not done.
     #[error("the dead-letter hook failed for {topic}/{partition}@{offset}: {source}")]
     DeadLetter {
@@ -347,9 +351,13 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                     taking = false;
                 }
                 Event::Finished(Err(join_error)) => {
-                    // Panics are caught inside; this is a task cancelled
-                    // by the runtime shutting down.
-                    tracing::warn!(%join_error, "a handler task ended without an outcome");
+                    // The handler's panics are caught inside: this is a
+                    // dead-letter hook that panicked, or a task the runtime
+                    // cancelled. Its message is not done.
+                    tracing::error!(%join_error, "a processing task ended without an outcome");
+                    if outcome.is_ok() {
+                        outcome = Err(ProcessError::TaskFailed(join_error.to_string()));
+                    }
                     taking = false;
                 }
                 Event::PollError(error) if error.is_fatal() => {
@@ -366,7 +374,15 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                     tracing::info!(in_flight = tasks.len(), "stopping concurrent processing");
                     taking = false;
                 }
-                Event::Ended | Event::Drained => break,
+                Event::Ended => {
+                    // The polling thread is gone (it panicked): nothing more
+                    // comes, and what is handed out can no longer commit.
+                    if outcome.is_ok() {
+                        outcome = Err(ProcessError::Consumer(ConsumerError::Closed));
+                    }
+                    taking = false;
+                }
+                Event::Drained => break,
             }
             if !taking && tasks.is_empty() {
                 break;
