@@ -587,3 +587,77 @@ async fn at_most_max_in_flight_messages_are_handled_at_once_while_the_handler_wa
         .expect("the task")
         .expect("processing succeeds");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn processing_started_again_on_the_same_consumer_handles_what_the_first_left_undone() {
+    let env = env();
+    let topic = env.unique_topic("process-again");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 10).expect("produce");
+    let group = env.unique_group("process-again");
+    let consumer = fast_consumer(&env, &group, &topic);
+    let options = ProcessOptions::new(ProcessingOrder::Partition)
+        .retry(RetryPolicy::no_retries())
+        .commit_interval(Duration::from_millis(100));
+    // The first run takes every message from librdkafka, and stops at 3.
+    let first = consumer
+        .process(
+            options.clone(),
+            |message: tiered_kafka::api::Message<String, String>| async move {
+                if message.offset == 3 {
+                    return Err("not now");
+                }
+                Ok(())
+            },
+        )
+        .await;
+    assert!(
+        matches!(first, Err(ProcessError::Handler { offset: 3, .. })),
+        "{first:?}"
+    );
+
+    // The second run, on the same consumer, handles 3 and everything after.
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let all_done = Arc::new(Notify::new());
+    let handler = {
+        let handled = Arc::clone(&handled);
+        let all_done = Arc::clone(&all_done);
+        move |message: tiered_kafka::api::Message<String, String>| {
+            let handled = Arc::clone(&handled);
+            let all_done = Arc::clone(&all_done);
+            async move {
+                let mut handled = handled.lock().expect("handled");
+                handled.push(message.offset);
+                if message.offset == 9 {
+                    all_done.notify_one();
+                }
+                Ok::<(), BoxError>(())
+            }
+        }
+    };
+    let stop = Arc::clone(&all_done);
+    let second = tokio::time::timeout(
+        Duration::from_secs(30),
+        consumer
+            .processor(options)
+            .run_until(handler, async move { stop.notified().await }),
+    )
+    .await;
+    assert!(
+        matches!(second, Ok(Ok(()))),
+        "the second run handles 3..=9 and stops: {second:?}, handled {:?}",
+        handled.lock().expect("handled")
+    );
+    assert_eq!(
+        *handled.lock().expect("handled"),
+        (3..10).collect::<Vec<i64>>()
+    );
+    await_committed(
+        &env,
+        &group,
+        &topic,
+        &BTreeMap::from([(0, 10)]),
+        Duration::from_secs(20),
+    )
+    .await;
+}
