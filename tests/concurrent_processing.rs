@@ -661,3 +661,107 @@ async fn processing_started_again_on_the_same_consumer_handles_what_the_first_le
     )
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_yaml_processing_section_builds_the_processor_it_describes() {
+    let env = env();
+    let topic = env.unique_topic("process-yaml");
+    env.create_topic(&topic, 1).expect("topic");
+    env.create_topic(&format!("{topic}-dead"), 1)
+        .expect("dead-letter topic");
+    env.produce_test_messages(&topic, 20).expect("produce");
+    let group = env.unique_group("process-yaml");
+    let yaml = format!(
+        r#"
+consumer:
+  brokers: "{}"
+  group_id: "{group}"
+  auto_offset_reset: earliest
+  enable_auto_commit: false
+  extra:
+    broker.address.family: v4
+  processing:
+    ordering: partition
+    max_in_flight: 4
+    commit_interval_ms: 100
+    retry: {{ attempts: 2, initial_backoff_ms: 10, max_backoff_ms: 10 }}
+    dead_letter: {{ topic_suffix: "-dead" }}
+"#,
+        env.bootstrap_servers()
+    );
+    let processor = tiered_kafka::factory::ConsumerFactory::processor_from_yaml_str(
+        &yaml,
+        StringSerde,
+        StringSerde,
+    )
+    .expect("the processor builds");
+    assert_eq!(processor.options().ordering, ProcessingOrder::Partition);
+    assert_eq!(processor.options().max_in_flight, 4);
+    processor
+        .consumer()
+        .subscribe(&[&topic])
+        .expect("subscribe");
+    let finished = Arc::new(AtomicUsize::new(0));
+    let all_done = Arc::new(Notify::new());
+    let handler = {
+        let finished = Arc::clone(&finished);
+        let all_done = Arc::clone(&all_done);
+        move |message: tiered_kafka::api::Message<String, String>| {
+            let finished = Arc::clone(&finished);
+            let all_done = Arc::clone(&all_done);
+            async move {
+                if message.offset == 11 {
+                    return Err("eleven is refused");
+                }
+                if finished.fetch_add(1, Ordering::SeqCst) + 1 == 19 {
+                    all_done.notify_one();
+                }
+                Ok(())
+            }
+        }
+    };
+    let stop = Arc::clone(&all_done);
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        processor.run_until(handler, async move {
+            stop.notified().await;
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }),
+    )
+    .await
+    .expect("processing ends in time")
+    .expect("processing succeeds");
+    await_committed(
+        &env,
+        &group,
+        &topic,
+        &BTreeMap::from([(0, 20)]),
+        Duration::from_secs(20),
+    )
+    .await;
+    let reader = fast_consumer(
+        &env,
+        &env.unique_group("dead-reader"),
+        &format!("{topic}-dead"),
+    );
+    let mut letters = reader.stream();
+    let letter = tokio::time::timeout(Duration::from_secs(30), letters.next())
+        .await
+        .expect("the dead letter in time")
+        .expect("stream goes on")
+        .expect("decodes");
+    assert_eq!(letter.value.as_deref(), Some("message-11"));
+
+    // A value that cannot work is refused, naming its field.
+    let bad = yaml.replace("max_in_flight: 4", "max_in_flight: 0");
+    let error = tiered_kafka::factory::ConsumerFactory::processor_from_yaml_str::<String, String>(
+        &bad,
+        StringSerde,
+        StringSerde,
+    )
+    .expect_err("0 in flight is refused");
+    assert!(
+        error.to_string().contains("processing.max_in_flight"),
+        "{error}"
+    );
+}

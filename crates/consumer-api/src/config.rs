@@ -186,6 +186,11 @@ pub struct ConsumerConfig {
     /// librdkafka property.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub close_timeout_ms: Option<u64>,
+    /// Concurrent processing's settings, for the fast consumer's
+    /// `process` (built by `ConsumerFactory::processor`). Not librdkafka
+    /// properties.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing: Option<crate::ProcessingConfig>,
     /// Any other librdkafka property, by its librdkafka name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[serde(deserialize_with = "scalar_map")]
@@ -234,6 +239,7 @@ impl ConsumerConfig {
             isolation_level: None,
             read_headers: None,
             close_timeout_ms: None,
+            processing: None,
             extra: BTreeMap::new(),
         }
     }
@@ -367,6 +373,9 @@ impl ConsumerConfig {
                     reason: "must not be empty".to_owned(),
                 });
             }
+        }
+        if let Some(processing) = &self.processing {
+            processing.validate()?;
         }
         if let Some(ConsumerTier::Buffered { batch_size: 0 }) = self.performance_tier {
             return Err(ConfigError::Invalid {

@@ -269,12 +269,13 @@ pub enum Misuse {
     /// its polling thread, and two would share the messages.
     #[error("a dedicated stream of this consumer is already open; drop it before opening another")]
     DedicatedStreamAlreadyOpen,
-    /// Concurrent processing was started on a consumer that already runs a
-    /// polling thread (a Dedicated stream, or processing started before):
-    /// two would share the messages.
+    /// A Dedicated stream or concurrent processing was started while
+    /// concurrent processing runs on the consumer: two polling threads would
+    /// share the messages. (While a Dedicated stream is open, the error is
+    /// [`DedicatedStreamAlreadyOpen`](Self::DedicatedStreamAlreadyOpen).)
     #[error(
-        "this consumer already has a polling thread (a dedicated stream or concurrent \
-         processing); drop it before starting concurrent processing"
+        "concurrent processing runs on this consumer; stop it before opening a dedicated \
+         stream or starting processing again"
     )]
     PollingThreadRunning,
     /// A call that needs a Tokio runtime (with timers) was made outside one.

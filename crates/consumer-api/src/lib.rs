@@ -31,6 +31,7 @@ mod consumer;
 mod error;
 mod message;
 mod owned;
+mod processing;
 mod serde;
 #[cfg(feature = "yaml")]
 mod yaml;
@@ -46,6 +47,9 @@ pub use crate::consumer::{
 pub use crate::error::{ConfigError, ConsumerError, Misuse, PayloadPart};
 pub use crate::message::{Header, Headers, Message, OwnedRecord, RawHeaders, Timestamp};
 pub use crate::owned::OwnedStream;
+pub use crate::processing::{
+    DeadLetterConfig, DeadLetterLimitConfig, ProcessingConfig, ProcessingOrder, RetryConfig,
+};
 pub use crate::serde::{BytesSerde, Decode, Json, JsonSerde, Serde, SerdeError, StringSerde};
 /// librdkafka's error codes, as [`ConsumerError::code`] gives them.
 pub use rdkafka::error::RDKafkaErrorCode as ErrorCode;

@@ -47,8 +47,10 @@
 //! ```
 
 #![cfg_attr(docsrs, feature(doc_cfg))]
+use std::sync::Arc;
+
 use consumer_api::{ConsumerConfig, ConsumerError, Decode, KafkaStreamConsumer};
-use consumer_fast::TieredConsumer;
+use consumer_fast::{Consumer, DeadLetterTopic, ProcessOptions, Processor, TieredConsumer};
 use consumer_legacy::KafkaConsumer;
 
 /// Builds the consumer a [`ConsumerConfig`] asks for. Not constructible: its
@@ -100,6 +102,124 @@ impl ConsumerFactory {
             "Kafka consumer created"
         );
         Ok(consumer)
+    }
+
+    /// Concurrent processing as `config` describes it: a fast consumer (its
+    /// `performance_tier` does not matter: processing polls on a thread of
+    /// its own) and the options of its `processing:` section (the defaults
+    /// without one), with a [`DeadLetterTopic`] when the section has
+    /// `dead_letter:`. Subscribe [`Processor::consumer`], then run it.
+    ///
+    /// ```no_run
+    /// use consumer_api::StringSerde;
+    /// use consumer_factory::ConsumerFactory;
+    /// use consumer_fast::BoxError;
+    ///
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let processor = ConsumerFactory::processor_from_yaml_str(
+    ///     r#"
+    /// consumer:
+    ///   brokers: "localhost:9092"
+    ///   group_id: "billing"
+    ///   processing:
+    ///     ordering: key
+    ///     max_in_flight: 1000
+    ///     retry: { attempts: 5 }
+    ///     dead_letter: {}
+    /// "#,
+    ///     StringSerde,
+    ///     StringSerde,
+    /// )?;
+    /// processor.consumer().subscribe(&["orders"])?;
+    /// processor
+    ///     .run(|order| async move {
+    ///         println!("{order}");
+    ///         Ok::<(), BoxError>(())
+    ///     })
+    ///     .await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create), and [`ConsumerError::Kafka`] when the
+    /// dead-letter producer cannot be created.
+    pub fn processor<K, V>(
+        config: ConsumerConfig,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
+    ) -> Result<Processor<K, V>, ConsumerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        config.validate()?;
+        let processing = config.processing.clone().unwrap_or_default();
+        let options = ProcessOptions::from_config(&processing);
+        let dead_letter = match &processing.dead_letter {
+            Some(_) => Some(DeadLetterTopic::for_consumer(&config)?),
+            None => None,
+        };
+        let brokers = config.brokers.clone();
+        let group_id = config.group_id.clone();
+        let consumer = Arc::new(Consumer::with_config(config, key_serde, value_serde)?);
+        tracing::info!(
+            ordering = ?options.ordering,
+            max_in_flight = options.max_in_flight,
+            dead_letter = dead_letter.is_some(),
+            %brokers,
+            %group_id,
+            "Kafka concurrent processing created"
+        );
+        let processor = consumer.processor(options);
+        Ok(match dead_letter {
+            Some(hook) => processor.dead_letter(hook),
+            None => processor,
+        })
+    }
+
+    /// [`processor`](Self::processor) from a YAML document.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_yaml_str`](Self::from_yaml_str) and
+    /// [`processor`](Self::processor).
+    #[cfg(feature = "yaml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
+    pub fn processor_from_yaml_str<K, V>(
+        yaml: &str,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
+    ) -> Result<Processor<K, V>, ConsumerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        Self::processor(ConsumerConfig::from_yaml_str(yaml)?, key_serde, value_serde)
+    }
+
+    /// [`processor`](Self::processor) from a YAML file.
+    ///
+    /// # Errors
+    ///
+    /// As [`from_yaml_file`](Self::from_yaml_file) and
+    /// [`processor`](Self::processor).
+    #[cfg(feature = "yaml")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "yaml")))]
+    pub fn processor_from_yaml_file<K, V>(
+        path: impl AsRef<std::path::Path>,
+        key_serde: impl Decode<K> + 'static,
+        value_serde: impl Decode<V> + 'static,
+    ) -> Result<Processor<K, V>, ConsumerError>
+    where
+        K: Send + 'static,
+        V: Send + 'static,
+    {
+        Self::processor(
+            ConsumerConfig::from_yaml_file(path)?,
+            key_serde,
+            value_serde,
+        )
     }
 
     /// Reads a YAML document (top-level `consumer:`, as in the migration plan)

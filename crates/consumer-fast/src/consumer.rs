@@ -106,7 +106,9 @@ pub struct Consumer<K, V> {
     pub(crate) book: Arc<OffsetBook>,
     pub(crate) key_serde: Box<dyn Decode<K>>,
     pub(crate) value_serde: Box<dyn Decode<V>>,
-    pub(crate) dedicated_running: AtomicBool,
+    /// Which polling thread of its own the consumer runs, if any: a
+    /// Dedicated stream or concurrent processing (one at most).
+    pub(crate) polling_thread: crate::PollingThreadSlot,
     /// librdkafka's `max.poll.interval.ms` for this consumer.
     pub(crate) max_poll_interval: Duration,
     /// Started with the first Standard or Buffered stream; `None` inside when
@@ -199,7 +201,7 @@ impl<K, V> Consumer<K, V> {
             book,
             key_serde,
             value_serde,
-            dedicated_running: AtomicBool::new(false),
+            polling_thread: crate::PollingThreadSlot::default(),
             max_poll_interval,
             poll_keeper: OnceLock::new(),
             paused_by_application: Mutex::default(),

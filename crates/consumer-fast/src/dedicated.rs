@@ -95,11 +95,9 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         self: &Arc<Self>,
         poll_batch: usize,
     ) -> Result<DedicatedKafkaStream<K, V>, ConsumerError> {
-        if self.dedicated_running.swap(true, Ordering::AcqRel) {
-            return Err(ConsumerError::Misuse(
-                consumer_api::Misuse::DedicatedStreamAlreadyOpen,
-            ));
-        }
+        self.polling_thread
+            .claim(crate::PollingThread::Dedicated)
+            .map_err(ConsumerError::Misuse)?;
         self.set_read_tier(consumer_api::ConsumerTier::Dedicated);
         let (sender, receiver) = flume::bounded(CHANNEL_BATCHES);
         let stop = Arc::new(AtomicBool::new(false));
@@ -129,7 +127,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 thread: Some(thread),
             }),
             Err(error) => {
-                self.dedicated_running.store(false, Ordering::Release);
+                self.polling_thread.release();
                 Err(ConsumerError::Io(error))
             }
         }
@@ -465,8 +463,6 @@ impl<K: 'static, V: 'static> Drop for DedicatedKafkaStream<K, V> {
         }
         self.consumer.rewind(unread);
         self.consumer.store_recorded_offsets();
-        self.consumer
-            .dedicated_running
-            .store(false, Ordering::Release);
+        self.consumer.polling_thread.release();
     }
 }

@@ -72,6 +72,7 @@ mod dedicated;
 mod gate;
 mod liveness;
 mod offsets;
+mod polling_thread;
 mod process;
 mod queue;
 mod reason;
@@ -88,6 +89,7 @@ pub use crate::consumer::Consumer;
 pub use crate::context::FastContext;
 pub use crate::dedicated::{DedicatedKafkaBatches, DedicatedKafkaStream};
 pub use crate::offsets::{Delivery, OffsetBook};
+pub(crate) use crate::polling_thread::{PollingThread, PollingThreadSlot};
 pub use crate::process::{
     Ack, BoxError, DeadLetter, DeadLetterHook, DeadLetterLimit, DeadLetterTopic, HEADER_ATTEMPTS,
     HEADER_ERROR, HEADER_ORIGINAL_OFFSET, HEADER_ORIGINAL_PARTITION, HEADER_ORIGINAL_TOPIC,

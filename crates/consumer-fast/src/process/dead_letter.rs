@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
-use consumer_api::ConsumerError;
+use consumer_api::{ConsumerConfig, ConsumerError};
 use rdkafka::ClientConfig;
 use rdkafka::message::{Header, OwnedHeaders};
 use rdkafka::producer::{FutureProducer, FutureRecord};
@@ -24,6 +24,17 @@ pub const HEADER_ERROR: &str = "dlt-error";
 /// The header holding how many times the handler ran (decimal text; 0: the
 /// record could not be decoded).
 pub const HEADER_ATTEMPTS: &str = "dlt-attempts";
+
+/// The consumer properties (by prefix) a dead-letter producer needs too:
+/// how to reach and authenticate to the cluster.
+const CONNECTION_PROPERTIES: &[&str] = &[
+    "security.",
+    "sasl.",
+    "ssl.",
+    "socket.",
+    "broker.address.",
+    "client.dns.",
+];
 
 /// Names a record's dead-letter topic after its topic.
 type TopicNamer = dyn Fn(&str) -> String + Send + Sync;
@@ -74,6 +85,50 @@ impl DeadLetterTopic {
         Ok(Self::with_producer(producer))
     }
 
+    /// A producer to the brokers `config` names, with the connection
+    /// properties among its `extra` (`security.protocol`, `sasl.*`, `ssl.*`,
+    /// `socket.*`, `broker.address.family`, `client.dns.lookup`), so that it
+    /// reaches the cluster the consumer reads; `acks=all`, idempotent. The
+    /// topic names follow `config.processing.dead_letter` (`<topic>.DLT`
+    /// unless it names another suffix).
+    ///
+    /// ```
+    /// use consumer_api::ConsumerConfig;
+    /// use consumer_fast::DeadLetterTopic;
+    ///
+    /// let config = ConsumerConfig::new("localhost:9092", "billing");
+    /// let hook = DeadLetterTopic::for_consumer(&config)?;
+    /// assert_eq!(hook.topic_for("orders"), "orders.DLT");
+    /// # Ok::<(), consumer_api::ConsumerError>(())
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// [`ConsumerError::Kafka`] when librdkafka cannot create the producer.
+    pub fn for_consumer(config: &ConsumerConfig) -> Result<Self, ConsumerError> {
+        let mut client = ClientConfig::new();
+        client
+            .set("bootstrap.servers", &config.brokers)
+            .set("acks", "all")
+            .set("enable.idempotence", "true");
+        for (property, value) in &config.extra {
+            if CONNECTION_PROPERTIES
+                .iter()
+                .any(|prefix| property.starts_with(prefix))
+            {
+                client.set(property, value);
+            }
+        }
+        let producer: FutureProducer = client.create()?;
+        let suffix = config
+            .processing
+            .as_ref()
+            .and_then(|processing| processing.dead_letter.as_ref())
+            .map_or(".DLT", consumer_api::DeadLetterConfig::suffix)
+            .to_owned();
+        Ok(Self::with_producer(producer).named(move |topic| format!("{topic}{suffix}")))
+    }
+
     /// Produces with `producer`, configured as the application wants
     /// (security settings, say); keep `acks=all` for nothing to be lost.
     pub fn with_producer(producer: FutureProducer) -> Self {
@@ -88,6 +143,14 @@ impl DeadLetterTopic {
     #[must_use]
     pub fn named(mut self, topic_for: impl Fn(&str) -> String + Send + Sync + 'static) -> Self {
         self.topic_for = Arc::new(topic_for);
+        self
+    }
+
+    /// How long a dead letter may wait in the producer's queue for the
+    /// broker's acknowledgement before the hook fails (30 s unless set).
+    #[must_use]
+    pub fn queue_timeout(mut self, timeout: Duration) -> Self {
+        self.queue_timeout = timeout;
         self
     }
 

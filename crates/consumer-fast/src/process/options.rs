@@ -3,20 +3,8 @@
 
 use std::time::Duration;
 
-/// Which messages may be handled at the same time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum ProcessingOrder {
-    /// Messages with the same key (in the same partition) are handled one at
-    /// a time, in offset order; different keys at once. The messages without
-    /// a key of a partition form one group of their own, handled in order.
-    #[default]
-    Key,
-    /// The messages of a partition are handled one at a time, in offset
-    /// order; different partitions at once.
-    Partition,
-    /// Any message may be handled at the same time as any other.
-    Unordered,
-}
+use consumer_api::ProcessingConfig;
+pub use consumer_api::ProcessingOrder;
 
 /// How a failed handler is retried, by
 /// [`Consumer::process`](crate::Consumer::process): `attempts` in all, waiting
@@ -160,7 +148,8 @@ pub struct ProcessOptions {
     pub ordering: ProcessingOrder,
     /// The most messages handled at once, across partitions.
     pub max_in_flight: usize,
-    /// The most messages of one partition handled at once.
+    /// The most messages of one partition handled at once (so that one busy
+    /// partition leaves room for the others).
     pub max_in_flight_per_partition: usize,
     /// The most messages held (waiting for their turn or being handled)
     /// before fetching pauses; memory stays bounded by it whatever the
@@ -215,21 +204,21 @@ impl ProcessOptions {
         }
     }
 
-    /// Sets [`max_in_flight`](Self::max_in_flight) (0 counts as 1), and
-    /// [`max_buffered`](Self::max_buffered) to 4 times it (at least 1,024 more
-    /// than it would be otherwise is not needed: four times keeps the
-    /// handlers fed while a fetch is under way). The per-partition bound is
-    /// lowered to it if higher.
+    /// Sets [`max_in_flight`](Self::max_in_flight) (0 counts as 1), the
+    /// per-partition bound to the same (lower it after with
+    /// [`max_in_flight_per_partition`](Self::max_in_flight_per_partition)),
+    /// and [`max_buffered`](Self::max_buffered) to 4 times it, so that the
+    /// handlers stay fed while a fetch is under way.
     #[must_use]
     pub fn max_in_flight(mut self, max: usize) -> Self {
         self.max_in_flight = max.max(1);
+        self.max_in_flight_per_partition = self.max_in_flight;
         self.max_buffered = self.max_in_flight.saturating_mul(4);
-        self.max_in_flight_per_partition = self.max_in_flight_per_partition.min(self.max_in_flight);
         self
     }
 
     /// Sets [`max_in_flight_per_partition`](Self::max_in_flight_per_partition)
-    /// (0 counts as 1).
+    /// (0 counts as 1; above `max_in_flight` it changes nothing).
     #[must_use]
     pub fn max_in_flight_per_partition(mut self, max: usize) -> Self {
         self.max_in_flight_per_partition = max.max(1);
@@ -276,6 +265,64 @@ impl ProcessOptions {
     pub fn retry(mut self, policy: RetryPolicy) -> Self {
         self.retry = policy;
         self
+    }
+
+    /// The options a configuration's `processing:` section describes; what
+    /// it leaves out keeps its default. The dead-letter topic it may name
+    /// is built by `ConsumerFactory::processor`, not here.
+    ///
+    /// ```
+    /// use consumer_api::{ProcessingConfig, ProcessingOrder};
+    /// use consumer_fast::ProcessOptions;
+    ///
+    /// let mut config = ProcessingConfig::default();
+    /// config.ordering = Some(ProcessingOrder::Partition);
+    /// config.max_in_flight = Some(64);
+    /// let options = ProcessOptions::from_config(&config);
+    /// assert_eq!(options.ordering, ProcessingOrder::Partition);
+    /// assert_eq!((options.max_in_flight, options.max_buffered), (64, 256));
+    /// ```
+    pub fn from_config(config: &ProcessingConfig) -> Self {
+        let mut options = ProcessOptions::new(config.ordering.unwrap_or_default());
+        if let Some(max) = config.max_in_flight {
+            options = options.max_in_flight(max);
+        }
+        if let Some(max) = config.max_in_flight_per_partition {
+            options = options.max_in_flight_per_partition(max);
+        }
+        if let Some(max) = config.max_buffered {
+            options = options.max_buffered(max);
+        }
+        let millis = Duration::from_millis;
+        if let Some(ms) = config.commit_interval_ms {
+            options.commit_interval = millis(ms);
+        }
+        if let Some(ms) = config.revocation_timeout_ms {
+            options.revocation_timeout = millis(ms);
+        }
+        if let Some(ms) = config.shutdown_timeout_ms {
+            options.shutdown_timeout = millis(ms);
+        }
+        if let Some(max) = config.max_metadata_bytes {
+            options.max_metadata_bytes = max;
+        }
+        if let Some(retry) = &config.retry {
+            let defaults = RetryPolicy::default();
+            options.retry = RetryPolicy::new(retry.attempts).backoff(
+                retry
+                    .initial_backoff_ms
+                    .map_or(defaults.initial_backoff, millis),
+                retry.max_backoff_ms.map_or(defaults.max_backoff, millis),
+            );
+        }
+        if let Some(limit) = &config.dead_letter_limit {
+            options.dead_letter_limit = Some(DeadLetterLimit {
+                max_share: f64::from(limit.max_share_percent) / 100.0,
+                min_messages: limit.min_messages,
+                max_consecutive: limit.max_consecutive,
+            });
+        }
+        options
     }
 
     /// Sets [`dead_letter_limit`](Self::dead_letter_limit).

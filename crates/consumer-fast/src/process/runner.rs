@@ -255,6 +255,16 @@ enum Event<K: Send + 'static, V: Send + 'static> {
 }
 
 impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
+    /// The consumer it runs on: subscribe it before running.
+    pub fn consumer(&self) -> &Arc<Consumer<K, V>> {
+        &self.consumer
+    }
+
+    /// The options it runs with.
+    pub fn options(&self) -> &ProcessOptions {
+        &self.options
+    }
+
     /// Where messages go that cannot be handled; after the hook succeeds
     /// they count as done.
     pub fn dead_letter(mut self, hook: impl DeadLetterHook) -> Self {

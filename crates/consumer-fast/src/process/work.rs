@@ -2,7 +2,6 @@
 //! messages each carrying its acknowledgement ([`Work`], [`Ack`]).
 
 use std::pin::Pin;
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, PoisonError};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
@@ -87,11 +86,9 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
         self: &Arc<Self>,
         options: ProcessOptions,
     ) -> Result<ProcessingStream<K, V>, ConsumerError> {
-        if self.dedicated_running.swap(true, Ordering::AcqRel) {
-            return Err(ConsumerError::Misuse(
-                consumer_api::Misuse::PollingThreadRunning,
-            ));
-        }
+        self.polling_thread
+            .claim(crate::PollingThread::Processing)
+            .map_err(ConsumerError::Misuse)?;
         let engine = Arc::new(Engine::new(Arc::clone(self), options));
         let hook: Arc<dyn RebalanceHook> = engine.clone();
         *self
@@ -128,7 +125,7 @@ fn detach<K, V>(consumer: &Consumer<K, V>) {
         .processing
         .lock()
         .unwrap_or_else(PoisonError::into_inner) = None;
-    consumer.dedicated_running.store(false, Ordering::Release);
+    consumer.polling_thread.release();
 }
 
 /// Concurrent processing's stream, from [`Consumer::processing_stream`]:
