@@ -765,3 +765,93 @@ consumer:
         "{error}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_partition_whose_metadata_would_not_fit_pauses_instead_of_dropping_what_is_done() {
+    let env = env();
+    let topic = env.unique_topic("process-metadata");
+    env.create_topic(&topic, 1).expect("topic");
+    env.produce_test_messages(&topic, 10_000).expect("produce");
+    let group = env.unique_group("process-metadata");
+    // About 2,300 offsets fit in 400 bytes of bitset, base64 encoded.
+    let options = ProcessOptions::new(ProcessingOrder::Unordered)
+        .max_in_flight(20_000)
+        .max_metadata_bytes(400)
+        .commit_interval(Duration::from_millis(100));
+    let consumer = fast_consumer(&env, &group, &topic);
+    let mut work = consumer
+        .processing_stream(options.clone())
+        .expect("processing starts");
+    // Offset 0 is never done; everything after it is, as it arrives.
+    let mut held = None;
+    let mut handed_out = 0_usize;
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), work.next()).await {
+            Ok(Some(Ok(message))) => {
+                handed_out += 1;
+                if message.offset == 0 {
+                    held = Some(message);
+                } else {
+                    message.ack();
+                }
+            }
+            Ok(Some(Err(error))) => panic!("error: {error}"),
+            Ok(None) => panic!("the stream ended"),
+            // Nothing for 3 s: the partition is paused.
+            Err(_) => break,
+        }
+    }
+    println!("handed out {handed_out} of 10,000 before the pause");
+    assert!(held.is_some(), "offset 0 was handed out");
+    assert!(
+        (1_000..9_000).contains(&handed_out),
+        "the partition pauses once its metadata is nearly full: {handed_out} handed out"
+    );
+    // Stop without offset 0 done: the commit stays at 0, its metadata naming
+    // every message done after it.
+    await_committed(
+        &env,
+        &group,
+        &topic,
+        &BTreeMap::from([(0, 0)]),
+        Duration::from_secs(20),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    drop(work);
+    drop(held);
+    let consumer = Arc::into_inner(consumer).expect("nothing else holds the consumer");
+    tokio::task::spawn_blocking(move || consumer.close_blocking(Duration::from_secs(10)))
+        .await
+        .expect("close");
+
+    // The next member redoes offset 0 and reads on from where the first
+    // stopped: nothing it had done comes back.
+    let consumer = fast_consumer(&env, &group, &topic);
+    let mut work = consumer
+        .processing_stream(options)
+        .expect("processing starts");
+    let mut again = BTreeSet::new();
+    while again.len() < 10_000 - handed_out + 1 {
+        let message = tokio::time::timeout(Duration::from_secs(30), work.next())
+            .await
+            .expect("the rest in time")
+            .expect("the stream goes on")
+            .expect("no error");
+        assert!(
+            message.offset == 0 || message.offset >= handed_out as i64,
+            "{} was done before, and named in the commit metadata",
+            *message
+        );
+        again.insert(message.offset);
+        message.ack();
+    }
+    await_committed(
+        &env,
+        &group,
+        &topic,
+        &BTreeMap::from([(0, 10_000)]),
+        Duration::from_secs(20),
+    )
+    .await;
+}
