@@ -7,7 +7,9 @@
 //!
 //! Every consumer runs on a current-thread Tokio runtime (the Dedicated tier
 //! adds its own polling thread), so the figures compare the consumers rather
-//! than the scheduler.
+//! than the scheduler. The concurrent scenario is the exception: its children
+//! run a multi-thread runtime with a worker per core, as concurrent
+//! processing needs (see [`crate::concurrent`]).
 
 use std::hint::black_box;
 use std::io::Write;
@@ -92,6 +94,16 @@ pub(crate) enum Task {
         /// How long to wait for them after `READY`.
         wait_s: f64,
     },
+    /// Start the clock, subscribe, handle `count` records with `handler`:
+    /// one at a time (Standard) or concurrently (the `Process` contenders).
+    Concurrent {
+        /// The topic.
+        topic: String,
+        /// Records to handle.
+        count: u64,
+        /// What each record's handler does.
+        handler: Handler,
+    },
     /// Subscribe to an empty topic, read for `settle_ms`, then measure CPU
     /// over `window_ms` of reading nothing.
     Idle {
@@ -104,13 +116,29 @@ pub(crate) enum Task {
     },
 }
 
+/// The concurrent scenario's per-record handler.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+pub(crate) enum Handler {
+    /// I/O-bound: await a Tokio timer of this many microseconds.
+    Sleep {
+        /// The timer.
+        us: u64,
+    },
+    /// CPU-bound: hash the value this many rounds, on the handler's task.
+    Hash {
+        /// Hashing rounds per record.
+        rounds: u32,
+    },
+}
+
 impl Task {
-    fn topic(&self) -> &str {
+    pub(crate) fn topic(&self) -> &str {
         match self {
             Task::Drain { topic, .. }
             | Task::Backlog { topic, .. }
             | Task::Processing { topic, .. }
             | Task::Latency { topic, .. }
+            | Task::Concurrent { topic, .. }
             | Task::Idle { topic, .. } => topic,
         }
     }
@@ -137,6 +165,12 @@ pub(crate) struct Measured {
     pub(crate) idle_cpu_share: Option<f64>,
     /// How long the drain task waited for the queue to fill, in seconds.
     pub(crate) fill_s: Option<f64>,
+    /// Concurrent: process CPU time from the first record handed to the
+    /// handler to the last one handled, in seconds (over that span, CPU
+    /// time / wall time is the cores used, the group join left out).
+    pub(crate) span_cpu_s: Option<f64>,
+    /// Concurrent: the Tokio runtime's worker threads.
+    pub(crate) workers: Option<usize>,
 }
 
 /// Produce-to-yield latency percentiles, in microseconds.
@@ -170,16 +204,25 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
             eprintln!("tier-bench child: no result after {timeout:?}; giving up");
             std::process::exit(3);
         })?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let measured = runtime.block_on(async {
-        if matches!(spec.task, Task::Drain { json: true, .. }) {
-            run_typed::<Order, _>(&spec, JsonSerde).await
-        } else {
-            run_typed::<Vec<u8>, _>(&spec, BytesSerde).await
-        }
-    })?;
+    let measured = if let Task::Concurrent { .. } = spec.task {
+        let workers = sys::cores();
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()?;
+        runtime.block_on(crate::concurrent::run(&spec, workers))?
+    } else {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        runtime.block_on(async {
+            if matches!(spec.task, Task::Drain { json: true, .. }) {
+                run_typed::<Order, _>(&spec, JsonSerde).await
+            } else {
+                run_typed::<Vec<u8>, _>(&spec, BytesSerde).await
+            }
+        })?
+    };
     let mut stdout = std::io::stdout().lock();
     writeln!(stdout, "RESULT {}", serde_json::to_string(&measured)?)?;
     stdout.flush()?;
@@ -189,7 +232,7 @@ pub(crate) fn main(args: &[String]) -> Result<()> {
 }
 
 /// The consumer configuration every contender gets.
-fn consumer_config(spec: &ChildSpec) -> ConsumerConfig {
+pub(crate) fn consumer_config(spec: &ChildSpec) -> ConsumerConfig {
     let mut config = ConsumerConfig::new(&spec.brokers, &spec.group);
     config.auto_offset_reset = Some(AutoOffsetReset::Earliest);
     config.enable_auto_commit = Some(false);
@@ -314,6 +357,9 @@ where
             bail!("the Java contender runs in a JVM, not in a tier-bench child")
         }
         Contender::Kcat => run_kcat(spec),
+        Contender::Process { .. } => {
+            bail!("the process contenders run concurrent tasks only")
+        }
     }
 }
 
@@ -519,6 +565,7 @@ async fn execute<D: Driver>(
                 measured.idle_cpu_share = Some(measured.cpu_s / measured.seconds);
                 Ok(measured)
             }
+            Task::Concurrent { .. } => bail!("concurrent tasks run in crate::concurrent"),
         }
     }
     .await;
@@ -599,7 +646,7 @@ impl Job {
             Task::Drain { count, .. } | Task::Backlog { count, .. } => (Work::Count, *count),
             Task::Processing { count, rounds, .. } => (Work::Hash(*rounds), *count),
             Task::Latency { count, .. } => (Work::Stamp, *count),
-            Task::Idle { .. } => (Work::Count, u64::MAX),
+            Task::Idle { .. } | Task::Concurrent { .. } => (Work::Count, u64::MAX),
         };
         let histogram = matches!(work, Work::Stamp)
             .then(|| Histogram::new_with_bounds(1, 120_000_000_000, 3).ok())
@@ -699,6 +746,8 @@ impl Job {
             latency,
             idle_cpu_share: None,
             fill_s: None,
+            span_cpu_s: None,
+            workers: None,
         }
     }
 }

@@ -3,7 +3,9 @@
 //! To add one: a variant here, its label, its place in [`Contender::all`], and
 //! its arm in [`crate::child`]'s `run_typed` (build the consumer, hand its
 //! rdkafka client and its stream to `execute`). The Java contender is the
-//! exception: a JVM runs it, started by [`crate::orchestrate`].
+//! exception: a JVM runs it, started by [`crate::orchestrate`]; so are the
+//! `Process` contenders of the concurrent scenario, which
+//! [`crate::concurrent`] runs.
 
 use serde::{Deserialize, Serialize};
 
@@ -60,12 +62,59 @@ pub(crate) enum Contender {
     /// `/dev/null`: the clock runs from its start to its exit. Backlog
     /// only, when `kcat` is on the `PATH`.
     Kcat,
+    /// `consumer_fast::Consumer::processor(options).run_until(handler, ..)`:
+    /// concurrent processing, each message a Tokio task, in `order`, at most
+    /// `in_flight` at once. Concurrent scenario only.
+    Process {
+        /// Which messages may be handled at the same time.
+        order: Order,
+        /// `ProcessOptions::max_in_flight`.
+        in_flight: usize,
+    },
 }
+
+/// [`consumer_fast::ProcessingOrder`], as a contender names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Order {
+    /// One at a time per partition.
+    Partition,
+    /// One at a time per key.
+    Key,
+    /// Any message beside any other.
+    Unordered,
+}
+
+impl Order {
+    /// Every order, from the strictest.
+    pub(crate) const ALL: [Order; 3] = [Order::Partition, Order::Key, Order::Unordered];
+
+    /// The library's value.
+    pub(crate) fn processing_order(self) -> consumer_fast::ProcessingOrder {
+        match self {
+            Order::Partition => consumer_fast::ProcessingOrder::Partition,
+            Order::Key => consumer_fast::ProcessingOrder::Key,
+            Order::Unordered => consumer_fast::ProcessingOrder::Unordered,
+        }
+    }
+
+    /// As the library spells it, for labels.
+    fn label(self) -> &'static str {
+        match self {
+            Order::Partition => "Partition",
+            Order::Key => "Key",
+            Order::Unordered => "Unordered",
+        }
+    }
+}
+
+/// The `max_in_flight` bounds the concurrent scenario compares.
+pub(crate) const PROCESS_IN_FLIGHT: [usize; 2] = [100, 1_000];
 
 impl Contender {
     /// Every contender, in report order.
     pub(crate) fn all() -> Vec<Contender> {
-        vec![
+        let mut all = vec![
             Contender::Raw,
             Contender::RawFromKafka,
             Contender::RdStream,
@@ -81,7 +130,13 @@ impl Contender {
             Contender::Java { warm: false },
             Contender::Java { warm: true },
             Contender::Kcat,
-        ]
+        ];
+        for order in Order::ALL {
+            for in_flight in PROCESS_IN_FLIGHT {
+                all.push(Contender::Process { order, in_flight });
+            }
+        }
+        all
     }
 
     /// The reference every ratio is taken against.
@@ -107,6 +162,9 @@ impl Contender {
             Contender::Java { warm: false } => "java-cold".to_owned(),
             Contender::Java { warm: true } => "java-warm".to_owned(),
             Contender::Kcat => "kcat".to_owned(),
+            Contender::Process { order, in_flight } => {
+                format!("process-{}-{in_flight}", order.label().to_lowercase())
+            }
         }
     }
 
@@ -135,6 +193,11 @@ impl Contender {
             Contender::Java { warm: false } => "Java KafkaConsumer, cold JVM".to_owned(),
             Contender::Java { warm: true } => "Java KafkaConsumer, warm JVM".to_owned(),
             Contender::Kcat => "kcat -G".to_owned(),
+            Contender::Process { order, in_flight } => format!(
+                "process {}, {} in flight",
+                order.label(),
+                thousands(in_flight)
+            ),
         }
     }
 
@@ -150,9 +213,15 @@ impl Contender {
         )
     }
 
-    /// Whether this contender runs in `scenario`.
+    /// Whether this contender runs in `scenario`. The concurrent scenario
+    /// runs only the Standard tier (its baseline: one message at a time)
+    /// and the `Process` contenders, which run nowhere else.
     pub(crate) fn runs_in(self, scenario: Scenario) -> bool {
+        if scenario == Scenario::Concurrent {
+            return matches!(self, Contender::Standard | Contender::Process { .. });
+        }
         match self {
+            Contender::Process { .. } => false,
             Contender::RawFromKafka => scenario == Scenario::Drain,
             Contender::Legacy => scenario != Scenario::Drain,
             Contender::StandardNoHeaders => {
@@ -162,6 +231,19 @@ impl Contender {
             _ => true,
         }
     }
+}
+
+/// `1000` as `1,000`.
+fn thousands(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[cfg(test)]
@@ -174,6 +256,51 @@ mod tests {
             assert_eq!(Contender::parse(&contender.name()).ok(), Some(contender));
         }
         assert!(Contender::parse("java").is_err());
+        assert!(Contender::parse("process-key").is_err());
+    }
+
+    #[test]
+    fn process_contenders_are_named_by_order_and_bound() {
+        let key = Contender::Process {
+            order: Order::Key,
+            in_flight: 1_000,
+        };
+        assert_eq!(key.name(), "process-key-1000");
+        assert_eq!(key.label(), "process Key, 1,000 in flight");
+        assert_eq!(
+            Contender::parse("process-unordered-100").ok(),
+            Some(Contender::Process {
+                order: Order::Unordered,
+                in_flight: 100
+            })
+        );
+        let process: Vec<Contender> = Contender::all()
+            .into_iter()
+            .filter(|c| matches!(c, Contender::Process { .. }))
+            .collect();
+        assert_eq!(process.len(), 6);
+        assert!(process.iter().all(|c| c.is_ours()));
+    }
+
+    #[test]
+    fn concurrent_runs_the_standard_baseline_and_the_process_contenders_only() {
+        let in_concurrent: Vec<Contender> = Contender::all()
+            .into_iter()
+            .filter(|c| c.runs_in(Scenario::Concurrent))
+            .collect();
+        assert_eq!(in_concurrent.len(), 7);
+        assert_eq!(in_concurrent[0], Contender::Standard);
+        for contender in Contender::all() {
+            if let Contender::Process { .. } = contender {
+                for scenario in Scenario::ALL {
+                    assert_eq!(
+                        contender.runs_in(scenario),
+                        scenario == Scenario::Concurrent
+                    );
+                }
+            }
+        }
+        assert!(Contender::Standard.runs_in(Scenario::Backlog));
     }
 
     #[test]

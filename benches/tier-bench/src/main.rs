@@ -30,6 +30,7 @@
 
 mod child;
 mod cli;
+mod concurrent;
 mod contender;
 mod orchestrate;
 mod payload;

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressStyle};
 use kafka_test_env::KafkaTestEnv;
 
-use crate::child::{ChildSpec, Measured, Task};
+use crate::child::{ChildSpec, Handler, Measured, Task};
 use crate::cli::Options;
 use crate::contender::Contender;
 use crate::plan::{self, Case, Scenario, Sizes, TopicSpec, ValueKind};
@@ -54,7 +54,19 @@ pub(crate) fn run(options: Options) -> Result<()> {
         crate::work::calibrate(100, Duration::from_micros(10)),
     ];
     let rounds = calibration.map(|(rounds, took)| (rounds, took.as_secs_f64() * 1e6));
-    let cases = plan::cases(&options.scenarios, &sizes, mock, options.reps, rounds);
+    let concurrent_work = options
+        .scenarios
+        .contains(&Scenario::Concurrent)
+        .then(|| crate::work::calibrate(100, plan::CONCURRENT_WORK))
+        .map(|(rounds, took)| (rounds, took.as_secs_f64() * 1e6));
+    let cases = plan::cases(
+        &options.scenarios,
+        &sizes,
+        mock,
+        options.reps,
+        rounds,
+        concurrent_work,
+    );
     let mut contenders = options.contenders.clone();
     let java_unavailable = match (&options.java_classpath, mock) {
         (_, true) => Some("they need a real broker"),
@@ -82,6 +94,7 @@ pub(crate) fn run(options: Options) -> Result<()> {
         &options,
         &sizes,
         rounds,
+        concurrent_work,
         &properties,
         load_before,
     );
@@ -344,6 +357,21 @@ impl Runner<'_> {
                 ChildRun::start(&self.spec(case, contender, task))?.finish(|| {})
             }
             Scenario::Latency => self.latency(case, contender),
+            Scenario::Concurrent => {
+                let spec = case.topic.as_ref().context("concurrent needs a topic")?;
+                let handler = match (case.sleep_ms, case.rounds) {
+                    (Some(ms), _) => Handler::Sleep { us: ms * 1_000 },
+                    (None, Some(rounds)) => Handler::Hash { rounds },
+                    (None, None) => bail!("concurrent case {} has no handler", case.id),
+                };
+                let task = Task::Concurrent {
+                    topic: self.topics.name(spec)?.to_owned(),
+                    // The baseline reads fewer records in the I/O case.
+                    count: plan::reads(case, contender),
+                    handler,
+                };
+                ChildRun::start(&self.spec(case, contender, task))?.finish(|| {})
+            }
             Scenario::Idle => bail!("idle runs all contenders at once"),
         }
     }

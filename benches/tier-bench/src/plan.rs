@@ -6,7 +6,10 @@ use std::time::Duration;
 use anyhow::{Result, bail};
 use serde::Serialize;
 
-/// The five scenarios of issue 6, in the order they run.
+use crate::contender::Contender;
+
+/// The five scenarios of issue 6, then concurrent processing, in the order
+/// they run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub(crate) enum Scenario {
@@ -20,16 +23,20 @@ pub(crate) enum Scenario {
     Latency,
     /// CPU used by a subscribed consumer on an idle topic.
     Idle,
+    /// Concurrent processing (`Consumer::processor`) against reading one
+    /// message at a time, with an I/O-bound and a CPU-bound handler.
+    Concurrent,
 }
 
 impl Scenario {
     /// Every scenario, in running order.
-    pub(crate) const ALL: [Scenario; 5] = [
+    pub(crate) const ALL: [Scenario; 6] = [
         Scenario::Drain,
         Scenario::Backlog,
         Scenario::Processing,
         Scenario::Latency,
         Scenario::Idle,
+        Scenario::Concurrent,
     ];
 
     /// The scenario's name on the command line and in the report.
@@ -40,6 +47,7 @@ impl Scenario {
             Scenario::Processing => "processing",
             Scenario::Latency => "latency",
             Scenario::Idle => "idle",
+            Scenario::Concurrent => "concurrent",
         }
     }
 
@@ -74,6 +82,19 @@ pub(crate) struct TopicSpec {
     pub(crate) count: u64,
     /// What the values are.
     pub(crate) value: ValueKind,
+    /// The keys cycle over this many distinct values (record `i` gets key
+    /// `i % keys`); `None`: every record has a key of its own.
+    pub(crate) keys: Option<u64>,
+}
+
+impl TopicSpec {
+    /// The index [`crate::payload::key`] turns into the key of record `index`.
+    pub(crate) fn key_index(&self, index: u64) -> u64 {
+        match self.keys {
+            Some(keys) => index % keys.max(1),
+            None => index,
+        }
+    }
 }
 
 /// One measured configuration of a scenario; every contender runs it.
@@ -95,6 +116,9 @@ pub(crate) struct Case {
     pub(crate) rounds: Option<u32>,
     /// Processing: the CPU time per message those rounds stand for.
     pub(crate) work_us: Option<f64>,
+    /// Concurrent: the handler awaits a timer of this many milliseconds
+    /// (else it hashes `rounds` times).
+    pub(crate) sleep_ms: Option<u64>,
     /// Latency: messages per second.
     pub(crate) rate: Option<u64>,
     /// librdkafka properties this case sets for every contender.
@@ -118,6 +142,8 @@ pub(crate) struct Sizes {
     pub(crate) json_8p: u64,
     /// Messages read in the 1 µs and 10 µs processing cases.
     pub(crate) processing: [u64; 2],
+    /// 100-byte values over 10,000 keys, 8 partitions: the concurrent topic.
+    pub(crate) concurrent: u64,
     /// How long the latency producer runs per contender.
     pub(crate) latency_run: Duration,
     /// How long an idle consumer settles (joins, finds nothing) before measuring.
@@ -131,7 +157,8 @@ impl Sizes {
     ///
     /// The mock cluster keeps only 5 MB per partition (older message sets are
     /// dropped), so its topics stay under that: about 35,000 100-byte or
-    /// 4,000 1 KB records per partition.
+    /// 4,000 1 KB records per partition. The concurrent topic is smaller
+    /// still on the mock: its quick run must stay well under 30 s in CI.
     pub(crate) fn new(mock: bool, quick: bool) -> Sizes {
         match (mock, quick) {
             (true, true) => Sizes {
@@ -141,6 +168,7 @@ impl Sizes {
                 large_8p: 16_000,
                 json_8p: 64_000,
                 processing: [40_000, 8_000],
+                concurrent: 4_000,
                 latency_run: Duration::from_secs(1),
                 idle_settle: Duration::from_millis(1_500),
                 idle_window: Duration::from_secs(2),
@@ -152,6 +180,7 @@ impl Sizes {
                 large_8p: 32_000,
                 json_8p: 280_000,
                 processing: [200_000, 40_000],
+                concurrent: 40_000,
                 latency_run: Duration::from_secs(5),
                 idle_settle: Duration::from_secs(3),
                 idle_window: Duration::from_secs(5),
@@ -163,6 +192,7 @@ impl Sizes {
                 large_8p: 40_000,
                 json_8p: 200_000,
                 processing: [100_000, 20_000],
+                concurrent: 20_000,
                 latency_run: Duration::from_secs(1),
                 idle_settle: Duration::from_secs(3),
                 idle_window: Duration::from_secs(2),
@@ -174,6 +204,7 @@ impl Sizes {
                 large_8p: 400_000,
                 json_8p: 1_000_000,
                 processing: [1_000_000, 200_000],
+                concurrent: 100_000,
                 latency_run: Duration::from_secs(5),
                 idle_settle: Duration::from_secs(3),
                 idle_window: Duration::from_secs(5),
@@ -204,9 +235,40 @@ pub(crate) const DRAIN_PROPERTIES: [(&str, &str); 2] = [
     ("queued.max.messages.kbytes", "2097151"),
 ];
 
+/// Distinct keys in the concurrent topic.
+pub(crate) const CONCURRENT_KEYS: u64 = 10_000;
+
+/// CPU time per message of the concurrent scenario's CPU-bound handler.
+pub(crate) const CONCURRENT_WORK: Duration = Duration::from_micros(20);
+
+/// The concurrent scenario's I/O-bound handler awaits a timer this long.
+pub(crate) const CONCURRENT_SLEEP_MS: u64 = 1;
+
+/// Messages the one-at-a-time baseline reads in the concurrent I/O case.
+///
+/// At 1 ms (or more: Tokio's timer has millisecond resolution) per message,
+/// reading all 100,000 would take over 100 s; the rate is what the report
+/// compares, and 3,000 messages (3 s and more) measure it well.
+pub(crate) const BASELINE_IO_READS: u64 = 3_000;
+
+/// How many messages `contender` reads in `case`: the case's count, except
+/// for the baseline in the concurrent I/O case ([`BASELINE_IO_READS`]).
+pub(crate) fn reads(case: &Case, contender: Contender) -> u64 {
+    let io_baseline = case.scenario == Scenario::Concurrent
+        && case.sleep_ms.is_some()
+        && !matches!(contender, Contender::Process { .. });
+    if io_baseline {
+        case.count.min(BASELINE_IO_READS)
+    } else {
+        case.count
+    }
+}
+
 /// Every case of the selected scenarios.
 ///
-/// `rounds` are the calibrated hashing rounds for 1 µs and 10 µs per message.
+/// `rounds` are the calibrated hashing rounds for 1 µs and 10 µs per message,
+/// `concurrent_work` those for [`CONCURRENT_WORK`] (calibrated only when the
+/// concurrent scenario runs).
 /// On the mock cluster the latency cases lower `fetch.wait.max.ms`: the mock
 /// answers an empty fetch only after that wait even when data arrives in the
 /// meantime (a real broker answers as soon as data arrives), so librdkafka's
@@ -217,36 +279,52 @@ pub(crate) fn cases(
     mock: bool,
     reps: usize,
     rounds: [(u32, f64); 2],
+    concurrent_work: Option<(u32, f64)>,
 ) -> Vec<Case> {
     let small_1p = TopicSpec {
         key: "bytes100-1p",
         partitions: 1,
         count: sizes.small_1p,
         value: ValueKind::Bytes(100),
+        keys: None,
     };
     let small_8p = TopicSpec {
         key: "bytes100-8p",
         partitions: 8,
         count: sizes.small_8p,
         value: ValueKind::Bytes(100),
+        keys: None,
     };
     let large_1p = TopicSpec {
         key: "bytes1k-1p",
         partitions: 1,
         count: sizes.large_1p,
         value: ValueKind::Bytes(1_000),
+        keys: None,
     };
     let large_8p = TopicSpec {
         key: "bytes1k-8p",
         partitions: 8,
         count: sizes.large_8p,
         value: ValueKind::Bytes(1_000),
+        keys: None,
     };
     let json_8p = TopicSpec {
         key: "json-8p",
         partitions: 8,
         count: sizes.json_8p,
         value: ValueKind::Json,
+        keys: None,
+    };
+    // Keys cycle over 10,000 and records go round-robin over 8 partitions:
+    // as 10,000 is a multiple of 8, each key stays in one partition (1,250
+    // keys per partition), as a keyed producer would place it.
+    let keyed_8p = TopicSpec {
+        key: "bytes100-8p-10kkeys",
+        partitions: 8,
+        count: sizes.concurrent,
+        value: ValueKind::Bytes(100),
+        keys: Some(CONCURRENT_KEYS),
     };
     let drain_properties: Vec<(String, String)> = DRAIN_PROPERTIES
         .iter()
@@ -265,6 +343,7 @@ pub(crate) fn cases(
         },
         rounds: None,
         work_us: None,
+        sleep_ms: None,
         rate: None,
         properties: Vec::new(),
         reps,
@@ -333,7 +412,132 @@ pub(crate) fn cases(
                 reps: 1,
                 ..case("idle", "idle", Scenario::Idle, None, 0)
             }),
+            Scenario::Concurrent => {
+                let count = keyed_8p.count;
+                cases.push(Case {
+                    sleep_ms: Some(CONCURRENT_SLEEP_MS),
+                    ..case(
+                        "concurrent-io-1ms",
+                        "concurrent I/O 1 ms",
+                        Scenario::Concurrent,
+                        Some(&keyed_8p),
+                        count,
+                    )
+                });
+                let (rounds, us) = concurrent_work.unwrap_or_else(|| {
+                    let (rounds, took) = crate::work::calibrate(100, CONCURRENT_WORK);
+                    (rounds, took.as_secs_f64() * 1e6)
+                });
+                cases.push(Case {
+                    rounds: Some(rounds),
+                    work_us: Some(us),
+                    ..case(
+                        "concurrent-cpu-20us",
+                        "concurrent CPU 20 us",
+                        Scenario::Concurrent,
+                        Some(&keyed_8p),
+                        count,
+                    )
+                });
+            }
         }
     }
     cases
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::contender::Order;
+
+    #[test]
+    fn every_scenario_name_parses_back() {
+        for scenario in Scenario::ALL {
+            assert_eq!(Scenario::parse(scenario.name()).ok(), Some(scenario));
+        }
+        assert_eq!(Scenario::ALL.last(), Some(&Scenario::Concurrent));
+        assert!(Scenario::parse("concurrency").is_err());
+    }
+
+    fn concurrent_cases(mock: bool, quick: bool) -> Vec<Case> {
+        cases(
+            &[Scenario::Concurrent],
+            &Sizes::new(mock, quick),
+            mock,
+            1,
+            [(1, 1.0), (10, 10.0)],
+            Some((20, 20.0)),
+        )
+    }
+
+    #[test]
+    fn the_concurrent_scenario_has_an_io_and_a_cpu_case_over_10k_keys() {
+        let cases = concurrent_cases(false, false);
+        let ids: Vec<&str> = cases.iter().map(|c| c.id.as_str()).collect();
+        assert_eq!(ids, ["concurrent-io-1ms", "concurrent-cpu-20us"]);
+        for case in &cases {
+            let topic = case.topic.as_ref().expect("a topic");
+            assert_eq!((topic.partitions, topic.count), (8, 100_000));
+            assert_eq!(topic.keys, Some(10_000));
+            assert_eq!(case.value_bytes, 100);
+        }
+        assert_eq!(cases[0].sleep_ms, Some(1));
+        assert_eq!(cases[1].rounds, Some(20));
+        for (mock, quick, count) in [
+            (false, true, 20_000),
+            (true, false, 40_000),
+            (true, true, 4_000),
+        ] {
+            assert_eq!(concurrent_cases(mock, quick)[0].count, count);
+        }
+    }
+
+    #[test]
+    fn keys_cycle_and_each_key_stays_in_one_partition() {
+        let topic = &concurrent_cases(false, false)[0]
+            .topic
+            .clone()
+            .expect("a topic");
+        assert_eq!(topic.key_index(10_007), 7);
+        let partitions = topic.partitions as u64;
+        for index in 0..30_000 {
+            let key = topic.key_index(index);
+            assert!(key < 10_000);
+            // produce.rs writes record `index` to partition `index % partitions`.
+            assert_eq!(index % partitions, key % partitions);
+        }
+        let unkeyed = TopicSpec {
+            keys: None,
+            ..topic.clone()
+        };
+        assert_eq!(unkeyed.key_index(10_007), 10_007);
+    }
+
+    #[test]
+    fn the_baseline_reads_3000_messages_with_the_1ms_handler_only() {
+        let cases = concurrent_cases(false, false);
+        let process = Contender::Process {
+            order: Order::Key,
+            in_flight: 1_000,
+        };
+        assert_eq!(reads(&cases[0], Contender::Standard), 3_000);
+        assert_eq!(reads(&cases[0], process), 100_000);
+        assert_eq!(reads(&cases[1], Contender::Standard), 100_000);
+        let small = concurrent_cases(true, true);
+        assert_eq!(reads(&small[0], Contender::Standard), 3_000);
+        let backlog = cases_for_backlog();
+        assert_eq!(reads(&backlog, Contender::Standard), backlog.count);
+    }
+
+    fn cases_for_backlog() -> Case {
+        cases(
+            &[Scenario::Backlog],
+            &Sizes::new(true, true),
+            true,
+            1,
+            [(1, 1.0), (10, 10.0)],
+            None,
+        )
+        .remove(0)
+    }
 }

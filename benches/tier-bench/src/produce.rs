@@ -48,7 +48,8 @@ fn send(producer: &BenchProducer, mut record: BaseRecord<'_, [u8], [u8]>) -> Res
     }
 }
 
-/// Writes `spec.count` records round-robin over the partitions of `topic`,
+/// Writes `spec.count` records round-robin over the partitions of `topic`
+/// (record `i` keyed by [`payload::key`] of [`TopicSpec::key_index`]),
 /// waits until all are delivered, and checks the watermarks: every partition
 /// starts at offset 0 and holds its share.
 pub(crate) fn fill(
@@ -60,7 +61,7 @@ pub(crate) fn fill(
 ) -> Result<()> {
     let partitions = u64::try_from(spec.partitions).context("partition count")?;
     for index in 0..spec.count {
-        let key = payload::key(index);
+        let key = payload::key(spec.key_index(index));
         let value = match spec.value {
             ValueKind::Bytes(size) => payload::bytes_value(index, size),
             ValueKind::Json => payload::json_value(index),

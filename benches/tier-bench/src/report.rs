@@ -11,8 +11,11 @@ use serde::Serialize;
 
 use crate::child::Measured;
 use crate::cli::Options;
-use crate::contender::Contender;
-use crate::plan::{Case, DRAIN_PROPERTIES, Scenario, Sizes};
+use crate::contender::{Contender, Order};
+use crate::plan::{
+    BASELINE_IO_READS, CONCURRENT_KEYS, CONCURRENT_SLEEP_MS, Case, DRAIN_PROPERTIES, Scenario,
+    Sizes,
+};
 
 /// Everything said about the run besides the figures.
 #[derive(Debug, Clone, Serialize)]
@@ -40,6 +43,9 @@ pub(crate) struct Meta {
     pub(crate) sizes: Sizes,
     /// Processing work: (rounds, measured µs) for the 1 µs and 10 µs cases.
     pub(crate) calibration: [(u32, f64); 2],
+    /// The concurrent scenario's CPU-bound handler: (rounds, measured µs),
+    /// when that scenario runs.
+    pub(crate) concurrent_work: Option<(u32, f64)>,
     /// librdkafka properties given to every contender.
     pub(crate) properties: Vec<(String, String)>,
     /// The extra properties of the drain cases.
@@ -61,6 +67,7 @@ impl Meta {
         options: &Options,
         sizes: &Sizes,
         calibration: [(u32, f64); 2],
+        concurrent_work: Option<(u32, f64)>,
         properties: &[(String, String)],
         load_before: Option<f64>,
     ) -> Meta {
@@ -76,6 +83,7 @@ impl Meta {
             reps: options.reps,
             sizes: *sizes,
             calibration,
+            concurrent_work,
             properties: properties.to_vec(),
             drain_properties: DRAIN_PROPERTIES
                 .iter()
@@ -131,6 +139,17 @@ impl Meta {
             s.processing[0],
             s.processing[1]
         );
+        if let Some((rounds, us)) = self.concurrent_work {
+            let _ = writeln!(
+                text,
+                "  concurrent:  100 B x {} over {} keys (8 p); handlers: a {CONCURRENT_SLEEP_MS} ms timer, {rounds} rounds = {us:.2} us; \
+                 Tokio multi-thread runtime, {} worker(s); the baseline reads {} with the timer",
+                s.concurrent,
+                count(Some(CONCURRENT_KEYS as f64)),
+                self.cores,
+                count(Some(s.concurrent.min(BASELINE_IO_READS) as f64)),
+            );
+        }
         let _ = write!(
             text,
             "  mode:        {}, {} repetition(s) per throughput run (median reported); each run in its own process",
@@ -189,10 +208,11 @@ impl Outcome {
     /// Messages per second of one run, as the scenario defines it: drain and
     /// backlog over the whole clocked interval (backlog: from subscribe);
     /// processing from the first record to the last (the group join is not
-    /// what processing measures).
+    /// what processing measures); concurrent as backlog, from subscribe to
+    /// the last record handled.
     fn rate_of(&self, run: &Measured) -> Option<f64> {
         match self.case.scenario {
-            Scenario::Drain | Scenario::Backlog => {
+            Scenario::Drain | Scenario::Backlog | Scenario::Concurrent => {
                 (run.seconds > 0.0).then(|| run.messages as f64 / run.seconds)
             }
             Scenario::Processing => {
@@ -245,6 +265,13 @@ struct Figures {
     mb_per_s: Option<f64>,
     ratio_to_raw: Option<f64>,
     ratio_to_legacy: Option<f64>,
+    /// Concurrent: msgs/s over the Standard baseline's in the same case.
+    ratio_to_baseline: Option<f64>,
+    /// Concurrent: process CPU time over wall time, from the first record
+    /// handled to the last.
+    cores_used: Option<f64>,
+    /// Concurrent: the runtime's worker threads.
+    workers: Option<usize>,
     cpu_us_per_msg: Option<f64>,
     peak_rss_mib: Option<f64>,
     first_message_ms: Option<f64>,
@@ -279,6 +306,11 @@ fn figures(outcomes: &[Outcome], outcome: &Outcome) -> Figures {
         mb_per_s: rate.map(|r| r * outcome.case.value_bytes as f64 / 1e6),
         ratio_to_raw: ratio(Some(Contender::CEILING)),
         ratio_to_legacy: ratio(Contender::LEGACY),
+        ratio_to_baseline: (outcome.case.scenario == Scenario::Concurrent)
+            .then(|| ratio(Some(Contender::Standard)))
+            .flatten(),
+        cores_used: median.and_then(cores_used),
+        workers: median.and_then(|m| m.workers),
         cpu_us_per_msg: median
             .filter(|m| m.messages > 0 && outcome.case.scenario != Scenario::Idle)
             .map(|m| m.cpu_s * 1e6 / m.messages as f64),
@@ -291,6 +323,13 @@ fn figures(outcomes: &[Outcome], outcome: &Outcome) -> Figures {
         max_ms: latency.map(|l| l.max_us / 1e3),
         idle_cpu_percent: median.and_then(|m| m.idle_cpu_share).map(|s| s * 100.0),
     }
+}
+
+/// CPU time over wall time from the first record handled to the last
+/// (concurrent runs, which record the CPU time of that span).
+fn cores_used(run: &Measured) -> Option<f64> {
+    let span = run.seconds - run.first_message_s?;
+    Some(run.span_cpu_s? / span).filter(|_| span > 0.0)
 }
 
 /// A text table, printed aligned or as Markdown.
@@ -455,6 +494,35 @@ fn case_table(outcomes: &[Outcome], case: &Case) -> Table {
             }
             table
         }
+        Scenario::Concurrent => {
+            let mut table = Table::new(&[
+                "contender",
+                "records",
+                "msgs/s",
+                "x baseline",
+                "cores used",
+                "CPU us/msg",
+                "peak RSS MiB",
+                "1st msg ms",
+                "spread",
+            ]);
+            for outcome in of_case {
+                let f = figures(outcomes, outcome);
+                table.row(vec![
+                    f.contender.clone(),
+                    count(outcome.median().map(|m| m.messages as f64)),
+                    count(f.msgs_per_s),
+                    ratio(f.ratio_to_baseline),
+                    cores_text(&f),
+                    num(f.cpu_us_per_msg, 2),
+                    num(f.peak_rss_mib, 0),
+                    num(f.first_message_ms, 0),
+                    f.spread
+                        .map_or_else(|| "-".to_owned(), |s| format!("{:.0}%", s * 100.0)),
+                ]);
+            }
+            table
+        }
         Scenario::Idle => {
             let mut table = Table::new(&["contender", "idle CPU % of a core", "peak RSS MiB"]);
             for outcome in of_case {
@@ -473,8 +541,14 @@ fn case_table(outcomes: &[Outcome], case: &Case) -> Table {
 fn case_title(case: &Case) -> String {
     let what = match (&case.topic, case.scenario) {
         (Some(topic), _) => format!(
-            "{} records of {} B, {} partition(s)",
-            case.count, case.value_bytes, topic.partitions
+            "{} records of {} B, {} partition(s){}",
+            case.count,
+            case.value_bytes,
+            topic.partitions,
+            topic
+                .keys
+                .map(|keys| format!(", {} keys", count(Some(keys as f64))))
+                .unwrap_or_default()
         ),
         (None, Scenario::Latency) => format!(
             "{} stamped 100 B records at {}/s, 1 partition",
@@ -489,12 +563,50 @@ fn case_title(case: &Case) -> String {
         Scenario::Processing => "clock from the first record to the last",
         Scenario::Latency => "produce-to-yield latency",
         Scenario::Idle => "subscribed, nothing to read",
+        Scenario::Concurrent => "clock from subscribe to the last record handled",
     };
-    let work = case
-        .work_us
-        .map(|us| format!(", {us:.2} us of hashing per record"))
-        .unwrap_or_default();
+    let work = match (case.sleep_ms, case.work_us) {
+        (Some(ms), _) => format!(", a {ms} ms timer awaited per record"),
+        (None, Some(us)) => format!(", {us:.2} us of hashing per record"),
+        (None, None) => String::new(),
+    };
     format!("{}: {what}{work}; {how}", case.label)
+}
+
+/// "1.93 of 2" cores.
+fn cores_text(f: &Figures) -> String {
+    match (f.cores_used, f.workers) {
+        (Some(cores), Some(workers)) => format!("{cores:.2} of {workers}"),
+        (cores, _) => num(cores, 2),
+    }
+}
+
+/// What a reader needs to know to read a case's table (concurrent only).
+fn case_notes(case: &Case) -> Vec<String> {
+    if case.scenario != Scenario::Concurrent {
+        return Vec::new();
+    }
+    let mut notes = vec![
+        "x baseline: msgs/s over fast Standard's, which reads one record at a time and awaits \
+         the handler before reading the next"
+            .to_owned(),
+    ];
+    if case.sleep_ms.is_some() && case.count > BASELINE_IO_READS {
+        notes.push(format!(
+            "the baseline reads only {} of the {} records here (at 1 ms and more each, all of \
+             them would take {:.0} s and more): the rate is what counts",
+            count(Some(BASELINE_IO_READS as f64)),
+            count(Some(case.count as f64)),
+            case.count as f64 * 1e-3
+        ));
+    }
+    notes.push(
+        "msgs/s includes the group join (1st msg ms); cores used: the process's CPU time \
+         (handlers, polling thread, librdkafka) over wall time, from the first record handled \
+         to the last, of the runtime's worker threads"
+            .to_owned(),
+    );
+    notes
 }
 
 /// Prints the tables of one scenario, right after it ran.
@@ -506,7 +618,11 @@ pub(crate) fn print_scenario(_scenario: Scenario, outcomes: &[Outcome]) {
         }
         seen.push(&outcome.case.id);
         println!("\n{}", case_title(&outcome.case));
-        println!("{}\n", case_table(outcomes, &outcome.case).text());
+        println!("{}", case_table(outcomes, &outcome.case).text());
+        for note in case_notes(&outcome.case) {
+            println!("  note: {note}");
+        }
+        println!();
     }
 }
 
@@ -541,7 +657,12 @@ fn summary_table(outcomes: &[Outcome]) -> Table {
             .find(|o| o.case.id == case && o.contender == contender)
             .map(|o| figures(outcomes, o))
     };
-    let contenders = contenders_in(outcomes);
+    // The process contenders run only in the concurrent scenario, which has
+    // its own summary.
+    let contenders: Vec<Contender> = contenders_in(outcomes)
+        .into_iter()
+        .filter(|c| !matches!(c, Contender::Process { .. }))
+        .collect();
     let standard_proc = rate_of_contender(outcomes, "processing-1us", Contender::Standard);
     for contender in contenders {
         let drain = find("drain-bytes", contender);
@@ -574,6 +695,45 @@ fn summary_table(outcomes: &[Outcome]) -> Table {
         ]);
     }
     table
+}
+
+/// The concurrent scenario's headline: one row per contender, both cases.
+fn concurrent_summary_table(outcomes: &[Outcome]) -> Option<Table> {
+    let concurrent: Vec<Outcome> = outcomes
+        .iter()
+        .filter(|o| o.case.scenario == Scenario::Concurrent)
+        .cloned()
+        .collect();
+    if concurrent.is_empty() {
+        return None;
+    }
+    let mut table = Table::new(&[
+        "contender",
+        "I/O 1 ms msgs/s",
+        "x baseline",
+        "CPU 20 us msgs/s",
+        "x baseline",
+        "cores used",
+    ]);
+    let find = |case: &str, contender: Contender| {
+        concurrent
+            .iter()
+            .find(|o| o.case.id == case && o.contender == contender)
+            .map(|o| figures(&concurrent, o))
+    };
+    for contender in contenders_in(&concurrent) {
+        let io = find("concurrent-io-1ms", contender);
+        let cpu = find("concurrent-cpu-20us", contender);
+        table.row(vec![
+            contender.label(),
+            count(io.as_ref().and_then(|f| f.msgs_per_s)),
+            ratio(io.as_ref().and_then(|f| f.ratio_to_baseline)),
+            count(cpu.as_ref().and_then(|f| f.msgs_per_s)),
+            ratio(cpu.as_ref().and_then(|f| f.ratio_to_baseline)),
+            cpu.as_ref().map_or_else(|| "-".to_owned(), cores_text),
+        ]);
+    }
+    Some(table)
 }
 
 /// One target of issue 6, checked.
@@ -654,8 +814,46 @@ fn targets(outcomes: &[Outcome]) -> Vec<Target> {
         measured: p99.map_or_else(|| "-".to_owned(), |p| format!("{p:.2} ms")),
         met: p99.map(|p| p < 5.0),
     });
+    // The concurrent scenario's targets, only when it ran (they are not
+    // issue 6's).
+    if outcomes
+        .iter()
+        .any(|o| o.case.scenario == Scenario::Concurrent)
+    {
+        let key = Contender::Process {
+            order: Order::Key,
+            in_flight: 1_000,
+        };
+        let speedup = find("concurrent-io-1ms", key).and_then(|f| f.ratio_to_baseline);
+        targets.push(Target {
+            target: format!(
+                "concurrent I/O 1 ms: {} >= {CONCURRENT_IO_TARGET:.0}x baseline",
+                key.label()
+            ),
+            measured: ratio(speedup),
+            met: speedup.map(|r| r >= CONCURRENT_IO_TARGET),
+        });
+        let cpu = find("concurrent-cpu-20us", key);
+        let cores = cpu.as_ref().and_then(|f| f.cores_used.zip(f.workers));
+        targets.push(Target {
+            target: format!(
+                "concurrent CPU 20 us: {} uses every core of the runtime (>= {:.0}%)",
+                key.label(),
+                CONCURRENT_CORES_SHARE * 100.0
+            ),
+            measured: cpu.as_ref().map_or_else(|| "-".to_owned(), cores_text),
+            met: cores.map(|(used, workers)| used >= CONCURRENT_CORES_SHARE * workers as f64),
+        });
+    }
     targets
 }
+
+/// Concurrent I/O 1 ms: `Key` at 1,000 in flight against the baseline.
+const CONCURRENT_IO_TARGET: f64 = 100.0;
+
+/// Concurrent CPU 20 µs: the share of the runtime's workers that counts as
+/// "every core" (the rest is measuring noise and the hand-out).
+const CONCURRENT_CORES_SHARE: f64 = 0.9;
 
 fn targets_table(targets: &[Target]) -> Table {
     let mut table = Table::new(&["target (issue 6)", "measured", "met"]);
@@ -682,6 +880,11 @@ pub(crate) fn print_summary(meta: &Meta, outcomes: &[Outcome]) {
     );
     println!("{}", summary_table(outcomes).text());
     println!();
+    if let Some(table) = concurrent_summary_table(outcomes) {
+        println!("concurrent processing (x baseline: over fast Standard reading one at a time)\n");
+        println!("{}", table.text());
+        println!();
+    }
     if meta.mock {
         println!(
             "targets (stated for real Kafka over loopback; on the mock cluster they are only indicative):"
@@ -739,6 +942,13 @@ fn markdown_report(meta: &Meta, outcomes: &[Outcome]) -> String {
     let _ = writeln!(text, "# tier-bench results\n");
     let _ = writeln!(text, "```text\n{}\n```\n", meta.header());
     let _ = writeln!(text, "## Summary\n\n{}", summary_table(outcomes).markdown());
+    if let Some(table) = concurrent_summary_table(outcomes) {
+        let _ = writeln!(
+            text,
+            "## Concurrent processing\n\nx baseline: over fast Standard reading one at a time.\n\n{}",
+            table.markdown()
+        );
+    }
     let _ = writeln!(
         text,
         "## Targets of issue 6\n\n{}",
@@ -756,6 +966,13 @@ fn markdown_report(meta: &Meta, outcomes: &[Outcome]) -> String {
             case_title(&outcome.case),
             case_table(outcomes, &outcome.case).markdown()
         );
+        let notes = case_notes(&outcome.case);
+        if !notes.is_empty() {
+            for note in notes {
+                let _ = writeln!(text, "- {note}");
+            }
+            text.push('\n');
+        }
     }
     text
 }

@@ -274,11 +274,11 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         let mut full_since: Option<Instant> = None;
         while !self.stop.load(Ordering::Acquire) {
             let room = self.room();
-            let took = if room > 0 {
+            let (took, waited) = if room > 0 {
                 full_since = None;
                 // This thread may wait here for a seek to finish.
                 let _polling = consumer.gate.read();
-                self.poll_round(room.min(POLL_BATCH))
+                (self.poll_round(room.min(POLL_BATCH)), false)
             } else {
                 let since = *full_since.get_or_insert_with(Instant::now);
                 if since.elapsed() < keep_alive_after {
@@ -291,21 +291,23 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                         );
                     }
                     self.waiting_for_room.store(false, Ordering::Release);
+                    (0, true)
                 } else {
                     self.pause_for_room();
                     let _polling = consumer.gate.read();
                     // Paused: polling serves events; a message fetched
                     // before the pause may still come, and is held.
-                    self.poll_round(POLL_BATCH);
+                    (self.poll_round(POLL_BATCH), false)
                 }
-                0
             };
             self.resume_where_room();
             if last_commit.elapsed() >= self.options.commit_interval {
                 self.commit();
                 last_commit = Instant::now();
             }
-            if took == 0 && room > 0 {
+            // Nothing came (paused or idle): sleep until librdkafka has
+            // something, a message finishes, or it is time to poll anyway.
+            if took == 0 && !waited {
                 // Registered before looking, so a message arriving in
                 // between still unparks the thread.
                 slot.register(&waker);
