@@ -289,8 +289,14 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
 
     /// As [`run`](Self::run), and also stops when `shutdown` resolves: no
     /// more messages start, those being handled get up to
-    /// [`shutdown_timeout`](ProcessOptions::shutdown_timeout) to finish, what
-    /// is done is committed, and it returns `Ok(())`.
+    /// [`shutdown_timeout`](ProcessOptions::shutdown_timeout) to finish, the
+    /// commit of what is done is sent, and it returns `Ok(())`. (The
+    /// consumer's close, or `commit_async().await`, commits the same and
+    /// waits for the broker's answer.)
+    ///
+    /// Stop it with `shutdown` rather than by dropping the future: a dropped
+    /// run aborts its handler tasks at once, and stopping its polling thread
+    /// then waits on the thread that drops it.
     ///
     /// # Errors
     ///
@@ -321,7 +327,9 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
             counts: DeadLetterCounts::new(options.dead_letter_limit),
         });
         let mut stream = consumer.processing_stream(options)?;
-        let mut tasks = FuturesUnordered::new();
+        // Aborted if this future is dropped before they finish: cancelling
+        // `run_until` cancels its handlers (their messages stay not done).
+        let mut tasks = AbortOnDrop(FuturesUnordered::new());
         let mut shutdown = pin!(shutdown);
         let mut taking = true;
         let mut outcome = Ok(());
@@ -330,7 +338,7 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                 if taking && shutdown.as_mut().poll(cx).is_ready() {
                     return Poll::Ready(Event::Shutdown);
                 }
-                if let Poll::Ready(Some(joined)) = tasks.poll_next_unpin(cx) {
+                if let Poll::Ready(Some(joined)) = tasks.0.poll_next_unpin(cx) {
                     return Poll::Ready(Event::Finished(joined));
                 }
                 if taking {
@@ -342,7 +350,7 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                         Poll::Ready(None) => return Poll::Ready(Event::Ended),
                         Poll::Pending => {}
                     }
-                } else if tasks.is_empty() {
+                } else if tasks.0.is_empty() {
                     return Poll::Ready(Event::Drained);
                 }
                 Poll::Pending
@@ -350,7 +358,9 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
             .await;
             match event {
                 Event::Work(pending) => {
-                    tasks.push(runtime.spawn(Arc::clone(&job).handle(pending)));
+                    tasks
+                        .0
+                        .push(runtime.spawn(Arc::clone(&job).handle(pending)));
                 }
                 Event::Finished(Ok(Ok(()))) => {}
                 Event::Finished(Ok(Err(error))) => {
@@ -381,7 +391,7 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                     tracing::warn!(%error, "concurrent processing goes on");
                 }
                 Event::Shutdown => {
-                    tracing::info!(in_flight = tasks.len(), "stopping concurrent processing");
+                    tracing::info!(in_flight = tasks.0.len(), "stopping concurrent processing");
                     taking = false;
                 }
                 Event::Ended => {
@@ -394,13 +404,13 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                 }
                 Event::Drained => break,
             }
-            if !taking && tasks.is_empty() {
+            if !taking && tasks.0.is_empty() {
                 break;
             }
             if !taking {
                 // Let what is being handled finish, within the bound.
                 let drained = tokio::time::timeout(shutdown_timeout, async {
-                    while let Some(joined) = tasks.next().await {
+                    while let Some(joined) = tasks.0.next().await {
                         if let Ok(Err(error)) = joined
                             && outcome.is_ok()
                         {
@@ -411,10 +421,10 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
                 .await;
                 if drained.is_err() {
                     tracing::warn!(
-                        left = tasks.len(),
+                        left = tasks.0.len(),
                         "messages still being handled after the shutdown timeout are not committed"
                     );
-                    for task in &tasks {
+                    for task in &tasks.0 {
                         task.abort();
                     }
                 }
@@ -428,6 +438,17 @@ impl<K: Send + 'static, V: Send + 'static> Processor<K, V> {
             tracing::error!(%error, "stopping concurrent processing failed");
         }
         outcome
+    }
+}
+
+/// Handler tasks, aborted when dropped unfinished.
+struct AbortOnDrop<T>(FuturesUnordered<tokio::task::JoinHandle<T>>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        for task in &self.0 {
+            task.abort();
+        }
     }
 }
 
