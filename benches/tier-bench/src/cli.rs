@@ -17,12 +17,15 @@ usage: tier-bench [--quick] [--brokers HOST:PORT [--broker-name TEXT]] [--reps N
   --broker-name TEXT    how to name that broker in the report (default: external)
   --reps N              repetitions of each throughput run; the median is reported
                         (default 3, 1 with --quick)
-  --only LIST           run only these scenarios: drain, backlog, processing, latency, idle
+  --only LIST           run only these scenarios: drain, backlog, processing, latency, idle,
+                        concurrent
   --contenders LIST     run only these contenders: raw, rawconvert, rdstream, legacy,
                         standard, standard-noheaders, buffered32, buffered128,
                         dedicated, batches256, dedicated-batches256, dyn,
-                        java-cold, java-warm, kcat (the default is all of
-                        them; the Java ones need --java-classpath and a real broker)
+                        java-cold, java-warm, kcat, process-{partition,key,unordered}-{100,1000}
+                        (the default is all of them; the Java ones need
+                        --java-classpath and a real broker; the process ones run in
+                        concurrent only, where standard is their baseline)
   --set PROPERTY=VALUE  an extra librdkafka property for every contender (repeatable)
   --java-classpath CP   the compiled benches/java-consumer and the kafka-clients
                         jars (cargo xtask bench builds it)

@@ -272,6 +272,9 @@ struct Figures {
     cores_used: Option<f64>,
     /// Concurrent: the runtime's worker threads.
     workers: Option<usize>,
+    /// Concurrent: msgs/s from the first record handled to the last (the
+    /// group join left out).
+    msgs_per_s_after_join: Option<f64>,
     cpu_us_per_msg: Option<f64>,
     peak_rss_mib: Option<f64>,
     first_message_ms: Option<f64>,
@@ -311,6 +314,12 @@ fn figures(outcomes: &[Outcome], outcome: &Outcome) -> Figures {
             .flatten(),
         cores_used: median.and_then(cores_used),
         workers: median.and_then(|m| m.workers),
+        msgs_per_s_after_join: median
+            .filter(|_| outcome.case.scenario == Scenario::Concurrent)
+            .and_then(|m| {
+                let span = m.seconds - m.first_message_s?;
+                (span > 0.0 && m.messages > 1).then(|| (m.messages - 1) as f64 / span)
+            }),
         cpu_us_per_msg: median
             .filter(|m| m.messages > 0 && outcome.case.scenario != Scenario::Idle)
             .map(|m| m.cpu_s * 1e6 / m.messages as f64),
@@ -500,6 +509,7 @@ fn case_table(outcomes: &[Outcome], case: &Case) -> Table {
                 "records",
                 "msgs/s",
                 "x baseline",
+                "msgs/s after 1st",
                 "cores used",
                 "CPU us/msg",
                 "peak RSS MiB",
@@ -513,6 +523,7 @@ fn case_table(outcomes: &[Outcome], case: &Case) -> Table {
                     count(outcome.median().map(|m| m.messages as f64)),
                     count(f.msgs_per_s),
                     ratio(f.ratio_to_baseline),
+                    count(f.msgs_per_s_after_join),
                     cores_text(&f),
                     num(f.cpu_us_per_msg, 2),
                     num(f.peak_rss_mib, 0),
@@ -601,9 +612,10 @@ fn case_notes(case: &Case) -> Vec<String> {
         ));
     }
     notes.push(
-        "msgs/s includes the group join (1st msg ms); cores used: the process's CPU time \
-         (handlers, polling thread, librdkafka) over wall time, from the first record handled \
-         to the last, of the runtime's worker threads"
+        "msgs/s (and x baseline) include the group join, 1st msg ms; msgs/s after 1st and \
+         cores used leave it out: they run from the first record handed to the handler to the \
+         last one handled (cores used: the process's CPU time, handlers, polling thread and \
+         librdkafka, over that wall time, of the runtime's worker threads)"
             .to_owned(),
     );
     notes
@@ -695,6 +707,14 @@ fn summary_table(outcomes: &[Outcome]) -> Table {
         ]);
     }
     table
+}
+
+/// Whether every outcome is of the concurrent scenario (the main summary
+/// would have nothing to show).
+fn only_concurrent(outcomes: &[Outcome]) -> bool {
+    outcomes
+        .iter()
+        .all(|o| o.case.scenario == Scenario::Concurrent)
 }
 
 /// The concurrent scenario's headline: one row per contender, both cases.
@@ -878,8 +898,11 @@ pub(crate) fn print_summary(meta: &Meta, outcomes: &[Outcome]) {
     println!(
         "\nsummary (ratios are the headline: they hold across machines, absolute numbers don't)\n"
     );
-    println!("{}", summary_table(outcomes).text());
-    println!();
+    // The concurrent scenario has a summary of its own.
+    if !only_concurrent(outcomes) {
+        println!("{}", summary_table(outcomes).text());
+        println!();
+    }
     if let Some(table) = concurrent_summary_table(outcomes) {
         println!("concurrent processing (x baseline: over fast Standard reading one at a time)\n");
         println!("{}", table.text());
@@ -941,7 +964,9 @@ fn markdown_report(meta: &Meta, outcomes: &[Outcome]) -> String {
     let mut text = String::new();
     let _ = writeln!(text, "# tier-bench results\n");
     let _ = writeln!(text, "```text\n{}\n```\n", meta.header());
-    let _ = writeln!(text, "## Summary\n\n{}", summary_table(outcomes).markdown());
+    if !only_concurrent(outcomes) {
+        let _ = writeln!(text, "## Summary\n\n{}", summary_table(outcomes).markdown());
+    }
     if let Some(table) = concurrent_summary_table(outcomes) {
         let _ = writeln!(
             text,
@@ -1277,6 +1302,63 @@ mod tests {
         assert_eq!(count(Some(1_234_567.4)), "1,234,567");
         assert_eq!(count(Some(999.0)), "999");
         assert_eq!(count(None), "-");
+    }
+
+    #[test]
+    fn concurrent_ratios_are_against_the_standard_baseline_of_the_same_case() {
+        let cases = crate::plan::cases(
+            &[Scenario::Concurrent],
+            &Sizes::new(true, true),
+            true,
+            1,
+            [(1, 1.0), (10, 10.0)],
+            Some((20, 20.0)),
+        );
+        let key = Contender::Process {
+            order: Order::Key,
+            in_flight: 1_000,
+        };
+        let run = |messages: u64, seconds: f64| Measured {
+            messages,
+            seconds,
+            first_message_s: Some(0.5),
+            cpu_s: seconds,
+            span_cpu_s: Some(2.0 * (seconds - 0.5)),
+            workers: Some(2),
+            ..Measured::default()
+        };
+        let mut outcomes = Vec::new();
+        for (case, baseline_s) in cases.iter().zip([3.5, 1.5]) {
+            let mut standard = Outcome::new(case.clone(), Contender::Standard);
+            standard.runs.push(run(3_000, baseline_s));
+            let mut process = Outcome::new(case.clone(), key);
+            process.runs.push(run(3_000, 1.0));
+            outcomes.extend([standard, process]);
+        }
+        let io = figures(&outcomes, &outcomes[1]);
+        assert_eq!(io.ratio_to_baseline, Some(3.5));
+        assert_eq!(io.ratio_to_raw, None);
+        assert_eq!(io.cores_used, Some(2.0));
+        let cpu = figures(&outcomes, &outcomes[3]);
+        assert_eq!(cpu.ratio_to_baseline, Some(1.5));
+        let table = case_table(&outcomes, &cases[0]).text();
+        assert!(table.contains("x baseline"), "{table}");
+        assert!(table.contains("2.00 of 2"), "{table}");
+        assert!(!table.contains("x raw"), "{table}");
+        assert!(only_concurrent(&outcomes));
+        let summary = concurrent_summary_table(&outcomes).expect("a summary");
+        assert_eq!(summary.rows.len(), 2);
+        let checked = targets(&outcomes);
+        let io_target = checked
+            .iter()
+            .find(|t| t.target.starts_with("concurrent I/O"))
+            .expect("the I/O target");
+        assert_eq!(io_target.met, Some(false));
+        let cpu_target = checked
+            .iter()
+            .find(|t| t.target.starts_with("concurrent CPU"))
+            .expect("the CPU target");
+        assert_eq!(cpu_target.met, Some(true));
     }
 
     #[test]

@@ -31,6 +31,10 @@ const CONNECTION_PROPERTIES: &[&str] = &[
     "security.",
     "sasl.",
     "ssl.",
+    "ssl_",
+    "enable.ssl.",
+    "enable.sasl.",
+    "https.",
     "socket.",
     "broker.address.",
     "client.dns.",
@@ -87,7 +91,8 @@ impl DeadLetterTopic {
 
     /// A producer to the brokers `config` names, with the connection
     /// properties among its `extra` (`security.protocol`, `sasl.*`, `ssl.*`,
-    /// `socket.*`, `broker.address.family`, `client.dns.lookup`), so that it
+    /// `enable.ssl.*`, `enable.sasl.*`, `https.*`, `socket.*`,
+    /// `broker.address.family`, `client.dns.lookup`), so that it
     /// reaches the cluster the consumer reads; `acks=all`, idempotent. The
     /// topic names follow `config.processing.dead_letter` (`<topic>.DLT`
     /// unless it names another suffix).
