@@ -67,8 +67,10 @@ pub(crate) type PartitionId = (Arc<str>, i32);
 /// Which messages wait for one another.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum GroupKey {
-    /// The messages with this key.
-    Key(Vec<u8>),
+    /// The messages with this key, by a hash of it: two keys with the same
+    /// hash share a group, which only ever orders more than asked (no
+    /// copy of the key per message).
+    Key(u64),
     /// The messages without a key.
     NoKey,
     /// Every message of the partition.
@@ -112,6 +114,13 @@ struct PartitionState<K, V> {
     revoking: bool,
     /// Paused because its commit metadata is nearly full.
     paused_for_metadata: bool,
+    /// Messages waiting behind a busy message of their order group: held,
+    /// but none can start before another finishes.
+    blocked: usize,
+    /// Paused because it holds more than its share of blocked messages (so
+    /// that librdkafka's queue, which hands out each partition's fetch as
+    /// one block, reaches the other partitions' messages).
+    paused_for_blocked: bool,
     /// What was last committed: the commit point and metadata.
     committed: Option<(i64, String)>,
 }
@@ -127,6 +136,8 @@ impl<K, V> PartitionState<K, V> {
             held: 0,
             revoking: false,
             paused_for_metadata: false,
+            blocked: 0,
+            paused_for_blocked: false,
             committed: None,
         }
     }
@@ -496,11 +507,11 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             ProcessingOrder::Unordered => None,
             ProcessingOrder::Partition => Some(GroupKey::Partition),
             ProcessingOrder::Key => Some(match &record.key {
-                Some(key) => GroupKey::Key(key.clone()),
+                Some(key) => GroupKey::Key(key_hash(key)),
                 None => GroupKey::NoKey,
             }),
         };
-        let id: PartitionId = (Arc::from(record.topic.as_str()), record.partition);
+        let id = self.partition_id(&record.topic, record.partition);
         let offset = record.offset;
         let entry = Entry {
             offset,
@@ -540,7 +551,10 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 made_ready = true;
             }
             Some(group) => match partition.groups.get_mut(group) {
-                Some(waiting) => waiting.push_back(entry),
+                Some(waiting) => {
+                    waiting.push_back(entry);
+                    partition.blocked += 1;
+                }
                 None => {
                     partition.groups.insert(group.clone(), VecDeque::new());
                     partition.ready.push_back(entry);
@@ -561,6 +575,15 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             to_pause.push(id.clone());
             tracing::info!(topic = %id.0, partition = id.1, "pausing a partition: its commit metadata is nearly full until earlier messages finish");
         }
+        let share = self.blocked_share(state.partitions.len());
+        if let Some(partition) = state.partitions.get_mut(&id)
+            && !partition.paused_for_blocked
+            && partition.blocked >= share
+        {
+            partition.paused_for_blocked = true;
+            to_pause.push(id.clone());
+            tracing::debug!(topic = %id.0, partition = id.1, blocked = partition.blocked, "pausing a partition: its messages wait for one another");
+        }
         if made_ready && let Some(waker) = state.waker.take() {
             waker.wake();
         }
@@ -568,6 +591,24 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         if !to_pause.is_empty() {
             self.pause(&to_pause);
         }
+    }
+
+    /// The engine's name for a partition: the one it already uses, so that
+    /// a message costs no allocation for it.
+    fn partition_id(&self, topic: &str, partition: i32) -> PartitionId {
+        let state = self.lock();
+        state
+            .partitions
+            .keys()
+            .find(|(known, number)| *number == partition && **known == *topic)
+            .cloned()
+            .unwrap_or_else(|| (Arc::from(topic), partition))
+    }
+
+    /// How many blocked messages one partition may hold before it is paused:
+    /// its share of [`max_buffered`](ProcessOptions::max_buffered).
+    fn blocked_share(&self, partitions: usize) -> usize {
+        (self.options.max_buffered / partitions.max(1)).max(1)
     }
 
     fn decode(&self, record: &OwnedRecord) -> Result<Message<K, V>, ConsumerError> {
@@ -600,7 +641,12 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             if room_again {
                 state.paused_for_room = false;
             }
+            let share = self.blocked_share(state.partitions.len());
             for (id, partition) in &mut state.partitions {
+                let unblocked = partition.paused_for_blocked && partition.blocked <= share / 2;
+                if unblocked {
+                    partition.paused_for_blocked = false;
+                }
                 let metadata_room = partition.paused_for_metadata
                     && partition
                         .tracker
@@ -608,8 +654,9 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 if metadata_room {
                     partition.paused_for_metadata = false;
                 }
-                if (room_again || metadata_room)
+                if (room_again || metadata_room || unblocked)
                     && !partition.paused_for_metadata
+                    && !partition.paused_for_blocked
                     && !state.paused_for_room
                     && !partition.revoking
                 {
@@ -721,6 +768,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                         .and_then(VecDeque::pop_front)
                     {
                         Some(next) => {
+                            partition.blocked -= 1;
                             partition.ready.push_back(next);
                             made_ready = true;
                         }
@@ -738,7 +786,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             waker.wake();
         }
         let unpark = state.paused_for_room
-            || partition_paused_for_metadata(state, &ticket.partition)
+            || partition_paused(state, &ticket.partition)
             || self.waiting_for_room.load(Ordering::Acquire);
         drop(guard);
         self.settled.notify_all();
@@ -831,11 +879,12 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
     }
 }
 
-fn partition_paused_for_metadata<K, V>(state: &State<K, V>, id: &PartitionId) -> bool {
+/// Whether the engine paused this partition by itself (metadata, blocked).
+fn partition_paused<K, V>(state: &State<K, V>, id: &PartitionId) -> bool {
     state
         .partitions
         .get(id)
-        .is_some_and(|partition| partition.paused_for_metadata)
+        .is_some_and(|partition| partition.paused_for_metadata || partition.paused_for_blocked)
 }
 
 /// What [`Engine::next_ready`] found.
@@ -1020,6 +1069,12 @@ impl<K: Send + 'static, V: Send + 'static> RebalanceHook for Engine<K, V> {
         drop(guard);
         self.settled.notify_all();
     }
+}
+
+/// A message key's hash, naming its order group.
+fn key_hash(key: &[u8]) -> u64 {
+    use std::hash::{BuildHasher, BuildHasherDefault, DefaultHasher};
+    BuildHasherDefault::<DefaultHasher>::default().hash_one(key)
 }
 
 /// A list of partitions, for pause and resume.
