@@ -579,6 +579,9 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
         if let Some(partition) = state.partitions.get_mut(&id)
             && !partition.paused_for_blocked
             && partition.blocked >= share
+            // Pausing costs the partition its prefetch and a wait for the
+            // next fetch: only when none of its held messages can start.
+            && partition.ready.is_empty()
         {
             partition.paused_for_blocked = true;
             to_pause.push(id.clone());
