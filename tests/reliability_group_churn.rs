@@ -23,8 +23,11 @@
 //! On every broker:
 //! - **nothing lost**: the union of what the members processed is exactly
 //!   what was produced;
-//! - **no member repeats itself**: a duplicate is always a message one member
-//!   processed and another processed again after its partition moved;
+//! - **no member repeats itself while it owns a partition**: a duplicate is
+//!   a message processed again after its partition moved (on the mock,
+//!   where commits on revocation can be refused, the partition may come back
+//!   to the member that processed it, which then reads from the same stale
+//!   committed offset);
 //! - **a clean close hands over exactly**: once B's commit succeeded, nobody
 //!   processes again a message of a partition B owned below the position B
 //!   committed there.
@@ -130,6 +133,9 @@ struct Read {
     partition: i32,
     offset: i64,
     seq: u64,
+    /// How many times this member had been assigned the partition when it
+    /// processed the message, as far as it saw (1 for the first time).
+    ownership: u32,
 }
 
 /// How a member leaves the group.
@@ -377,14 +383,29 @@ fn check(
         all.len()
     );
 
-    // Each member processes a message at most once.
+    // A member processes a message again only after its partition left it
+    // and came back: within one ownership the consumer never repeats itself.
+    // (On the mock a commit on revocation can be refused; when the partition
+    // comes back, its owner reads from the stale committed offset again.)
     for (name, reads, _) in &members {
-        let distinct: BTreeSet<_> = reads.iter().map(|r| (r.partition, r.offset)).collect();
-        assert_eq!(
-            distinct.len(),
-            reads.len(),
-            "{label}: member {name} processed {} messages twice",
-            reads.len() - distinct.len()
+        let mut first_ownership: BTreeMap<(i32, i64), u32> = BTreeMap::new();
+        let mut within_one_ownership = Vec::new();
+        for read in reads {
+            match first_ownership.get(&(read.partition, read.offset)) {
+                None => {
+                    first_ownership.insert((read.partition, read.offset), read.ownership);
+                }
+                Some(&first) if first == read.ownership => {
+                    within_one_ownership.push((read.partition, read.offset));
+                }
+                Some(_) => {}
+            }
+        }
+        assert!(
+            within_one_ownership.is_empty(),
+            "{label}: member {name} processed {} messages twice while it owned their partition, e.g. {:?}",
+            within_one_ownership.len(),
+            &within_one_ownership[..within_one_ownership.len().min(10)]
         );
     }
 
@@ -493,9 +514,11 @@ async fn run_member(
     let mut since_commit = 0usize;
     let mut last_commit = Instant::now();
     let mut stopping_since: Option<Instant> = None;
+    let mut ownership = Ownership::default();
     {
         let mut stream = consumer.stream();
         loop {
+            ownership.observe(&*consumer);
             tokio::select! {
                 biased;
                 _ = stop.wait_for(|stop| *stop), if stopping_since.is_none() => {
@@ -503,10 +526,12 @@ async fn run_member(
                 }
                 item = next_within(&mut stream, COMMIT_EVERY) => match item {
                     Some(Ok(message)) => {
+                        ownership.observe(&*consumer);
                         let read = Read {
                             partition: message.partition,
                             offset: message.offset,
                             seq: seq.fetch_add(1, Ordering::SeqCst),
+                            ownership: ownership.of(message.partition),
                         };
                         reads.lock().expect("lock").push(read);
                         since_commit += 1;
@@ -599,6 +624,31 @@ async fn run_member(
     tokio::task::block_in_place(move || drop(consumer));
     outcome.drop_took = dropping.elapsed();
     outcome
+}
+
+/// A member's view of its assignment: how many times it has been assigned
+/// each partition, sampled on every message and every loop turn.
+#[derive(Default)]
+struct Ownership {
+    owned: BTreeSet<i32>,
+    times: BTreeMap<i32, u32>,
+}
+
+impl Ownership {
+    fn observe(&mut self, consumer: &dyn KafkaStreamConsumer<String, String>) {
+        let Ok(list) = consumer.assignment() else {
+            return;
+        };
+        let now: BTreeSet<i32> = list.elements().iter().map(|e| e.partition()).collect();
+        for partition in now.difference(&self.owned) {
+            *self.times.entry(*partition).or_default() += 1;
+        }
+        self.owned = now;
+    }
+
+    fn of(&self, partition: i32) -> u32 {
+        self.times.get(&partition).copied().unwrap_or_default()
+    }
 }
 
 /// A synchronous commit, off the async worker's back.
