@@ -15,6 +15,75 @@ use crate::error::{ConfigError, ConsumerError};
 /// the Java `KafkaConsumer`'s `close()`.
 pub const DEFAULT_CLOSE_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// What `Debug` of a [`ConsumerConfig`] and every configuration error show in
+/// place of a secret property's value.
+pub const REDACTED: &str = "[redacted]";
+
+/// The librdkafka properties whose values are secrets, by their librdkafka
+/// names: the properties librdkafka 2.12 itself marks sensitive
+/// (`_RK_SENSITIVE` in `rdkafka_conf.c`, whose values its own debug logs
+/// print as `[redacted]`), the alias librdkafka keeps for one of them, and
+/// `ssl.truststore.password`, which librdkafka does not know but which a
+/// configuration carried over from the Java client may hold.
+///
+/// Some of them are not secret in every deployment (`sasl.username`, the
+/// paths `ssl.key.location` and `sasl.oauthbearer.assertion.private.key.file`,
+/// the CA certificate `ssl.ca.pem`); they are redacted anyway so that what
+/// tiered-kafka prints agrees with what librdkafka prints. Use
+/// [`is_secret_property`], which also applies the name rule, rather than
+/// this list alone.
+pub const SECRET_PROPERTIES: &[&str] = &[
+    "sasl.username",
+    "sasl.password",
+    "sasl.oauthbearer.config",
+    "sasl.oauthbearer.client.secret",
+    "sasl.oauthbearer.client.credentials.client.secret",
+    "sasl.oauthbearer.assertion.private.key.file",
+    "sasl.oauthbearer.assertion.private.key.passphrase",
+    "sasl.oauthbearer.assertion.private.key.pem",
+    "ssl.key.location",
+    "ssl.key.password",
+    "ssl.key.pem",
+    "ssl_key",
+    "ssl.ca.pem",
+    "ssl.keystore.password",
+    "ssl.truststore.password",
+];
+
+/// Endings that make any property name secret, so that a property this
+/// library has never heard of (a newer librdkafka's, a plugin's) is redacted
+/// when its name says what it holds.
+const SECRET_NAME_ENDINGS: &[&str] = &["password", "secret", "passphrase"];
+
+/// Whether the librdkafka property `name` holds a secret: it is one of
+/// [`SECRET_PROPERTIES`], or its name ends in `password`, `secret` or
+/// `passphrase` (ignoring ASCII case).
+///
+/// The value of such a property never appears in `Debug` of a
+/// [`ConsumerConfig`] nor in a [`ConfigError`] or [`ConsumerError`] built
+/// from one: [`REDACTED`] stands in its place.
+///
+/// ```
+/// use consumer_api::is_secret_property;
+///
+/// assert!(is_secret_property("sasl.password"));
+/// assert!(is_secret_property("ssl.key.pem"));
+/// assert!(is_secret_property("my.plugin.client.secret"));
+/// assert!(!is_secret_property("ssl.certificate.pem"));
+/// assert!(!is_secret_property("sasl.kerberos.keytab")); // a path
+/// ```
+pub fn is_secret_property(name: &str) -> bool {
+    let name = name.trim();
+    SECRET_PROPERTIES
+        .iter()
+        .any(|secret| secret.eq_ignore_ascii_case(name))
+        || SECRET_NAME_ENDINGS.iter().any(|ending| {
+            name.len() >= ending.len()
+                && name.as_bytes()[name.len() - ending.len()..]
+                    .eq_ignore_ascii_case(ending.as_bytes())
+        })
+}
+
 /// Which consumer implementation, and in which performance tier.
 ///
 /// In YAML: `performance_tier: "standard"`, `performance_tier: "dedicated"`,
@@ -122,7 +191,25 @@ impl IsolationLevel {
 /// let error = config.client_config().unwrap_err();
 /// assert!(error.to_string().contains("`session_timeout_ms` and extra property `session.timeout.ms`"));
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+///
+/// # Secrets
+///
+/// `Debug` shows the value of every `extra` property that
+/// [`is_secret_property`] names as [`REDACTED`], and so do the errors built
+/// from a configuration (see [`ConfigError`]). `Serialize` writes the real
+/// values: serializing a configuration is an explicit act, e.g. to hand it
+/// to another process, so treat its output as a secret.
+///
+/// ```
+/// use consumer_api::ConsumerConfig;
+///
+/// let config = ConsumerConfig::new("localhost:9092", "billing")
+///     .with_extra("sasl.password", "hunter2");
+/// let shown = format!("{config:?}");
+/// assert!(shown.contains(r#""sasl.password": "[redacted]""#));
+/// assert!(!shown.contains("hunter2"));
+/// ```
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[non_exhaustive]
 pub struct ConsumerConfig {
@@ -195,6 +282,68 @@ pub struct ConsumerConfig {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[serde(deserialize_with = "scalar_map")]
     pub extra: BTreeMap<String, String>,
+}
+
+/// Written by hand so that secret `extra` values are shown as [`REDACTED`];
+/// the destructuring makes a new field a compile error here until it is shown.
+impl std::fmt::Debug for ConsumerConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let ConsumerConfig {
+            brokers,
+            group_id,
+            performance_tier,
+            client_id,
+            auto_offset_reset,
+            enable_auto_commit,
+            auto_commit_interval_ms,
+            session_timeout_ms,
+            heartbeat_interval_ms,
+            max_poll_interval_ms,
+            fetch_min_bytes,
+            fetch_max_bytes,
+            fetch_wait_max_ms,
+            max_partition_fetch_bytes,
+            isolation_level,
+            read_headers,
+            close_timeout_ms,
+            processing,
+            extra,
+        } = self;
+        let extra: BTreeMap<&str, &str> = extra
+            .iter()
+            .map(|(property, value)| (property.as_str(), shown_value(property, value)))
+            .collect();
+        f.debug_struct("ConsumerConfig")
+            .field("brokers", brokers)
+            .field("group_id", group_id)
+            .field("performance_tier", performance_tier)
+            .field("client_id", client_id)
+            .field("auto_offset_reset", auto_offset_reset)
+            .field("enable_auto_commit", enable_auto_commit)
+            .field("auto_commit_interval_ms", auto_commit_interval_ms)
+            .field("session_timeout_ms", session_timeout_ms)
+            .field("heartbeat_interval_ms", heartbeat_interval_ms)
+            .field("max_poll_interval_ms", max_poll_interval_ms)
+            .field("fetch_min_bytes", fetch_min_bytes)
+            .field("fetch_max_bytes", fetch_max_bytes)
+            .field("fetch_wait_max_ms", fetch_wait_max_ms)
+            .field("max_partition_fetch_bytes", max_partition_fetch_bytes)
+            .field("isolation_level", isolation_level)
+            .field("read_headers", read_headers)
+            .field("close_timeout_ms", close_timeout_ms)
+            .field("processing", processing)
+            .field("extra", &extra)
+            .finish()
+    }
+}
+
+/// `value` as it may be printed: [`REDACTED`] when `property` is secret.
+pub(crate) fn shown_value<'a>(property: &str, value: &'a str) -> &'a str {
+    if is_secret_property(property) {
+        REDACTED
+    } else {
+        value
+    }
 }
 
 /// librdkafka properties that mean the same thing under two names.
@@ -446,7 +595,9 @@ impl ConsumerConfig {
     ///
     /// What [`validate`](Self::validate) finds; a property librdkafka rejects
     /// (unknown name, bad value) as [`ConfigError::Invalid`] naming it; any
-    /// other failure to create the client as [`ConsumerError::Kafka`].
+    /// other failure to create the client as [`ConsumerError::Kafka`]. The
+    /// value of a secret property appears in neither: see
+    /// [`redact`](Self::redact).
     pub fn create_with_context<C, T>(&self, context: C) -> Result<T, ConsumerError>
     where
         C: ClientContext,
@@ -454,7 +605,7 @@ impl ConsumerConfig {
     {
         self.client_config()?
             .create_with_context(context)
-            .map_err(|error| match error {
+            .map_err(|error| match self.redact_kafka_error(error) {
                 KafkaError::ClientConfig(_, reason, property, value) => {
                     ConsumerError::Config(ConfigError::Invalid {
                         field: property,
@@ -464,6 +615,60 @@ impl ConsumerConfig {
                 }
                 other => ConsumerError::from(other),
             })
+    }
+
+    /// `text` with the value of every secret `extra` property of this
+    /// configuration (see [`is_secret_property`]) replaced by [`REDACTED`]:
+    /// for a message from librdkafka or the operating system about this
+    /// configuration, before it is logged or returned.
+    ///
+    /// ```
+    /// use consumer_api::ConsumerConfig;
+    ///
+    /// let config = ConsumerConfig::new("localhost:9092", "billing")
+    ///     .with_extra("ssl.key.password", "hunter2");
+    /// assert_eq!(
+    ///     config.redact("cannot decrypt the key with hunter2"),
+    ///     "cannot decrypt the key with [redacted]"
+    /// );
+    /// ```
+    pub fn redact(&self, text: &str) -> String {
+        let mut secrets: Vec<&str> = self
+            .extra
+            .iter()
+            .filter(|(property, value)| is_secret_property(property) && !value.is_empty())
+            .map(|(_, value)| value.as_str())
+            .collect();
+        // The longest first, so that a secret containing another is
+        // replaced whole.
+        secrets.sort_by_key(|secret| std::cmp::Reverse(secret.len()));
+        secrets.into_iter().fold(text.to_owned(), |text, secret| {
+            text.replace(secret, REDACTED)
+        })
+    }
+
+    /// `error` with what it quotes of this configuration's secrets redacted:
+    /// the value (and its echo in the description) of a secret property
+    /// librdkafka rejected, and any secret value in a configuration or
+    /// client-creation error's text.
+    fn redact_kafka_error(&self, error: KafkaError) -> KafkaError {
+        match crate::error::redact_kafka_error(error) {
+            KafkaError::ClientConfig(code, reason, property, value) => {
+                KafkaError::ClientConfig(code, self.redact(&reason), property, self.redact(&value))
+            }
+            KafkaError::ClientCreation(reason) => KafkaError::ClientCreation(self.redact(&reason)),
+            other => other,
+        }
+    }
+}
+
+/// `text` with every occurrence of the secret `value` replaced by
+/// [`REDACTED`] (an empty value occurs nowhere).
+pub(crate) fn redact_value_in(text: &str, value: &str) -> String {
+    if value.is_empty() {
+        text.to_owned()
+    } else {
+        text.replace(value, REDACTED)
     }
 }
 
@@ -492,4 +697,88 @@ fn scalar_map<'de, D: Deserializer<'de>>(
             (key, value)
         })
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rdkafka::consumer::{BaseConsumer, DefaultConsumerContext};
+
+    use super::*;
+
+    const SECRET: &str = "s3cr3t-Zq81-never-print";
+
+    #[test]
+    fn secret_properties_are_the_list_and_the_name_rule() {
+        for name in SECRET_PROPERTIES {
+            assert!(is_secret_property(name), "{name}");
+        }
+        for name in [
+            "SASL.PASSWORD",
+            " sasl.password ",
+            "my.plugin.password",
+            "x.client.SECRET",
+            "key.passphrase",
+        ] {
+            assert!(is_secret_property(name), "{name}");
+        }
+        for name in [
+            "ssl.certificate.pem",
+            "ssl.certificate.location",
+            "sasl.kerberos.keytab",
+            "sasl.mechanisms",
+            "bootstrap.servers",
+            "sasl.password_file",
+            "",
+        ] {
+            assert!(!is_secret_property(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn debug_redacts_secret_values_and_keeps_the_rest() {
+        let config = ConsumerConfig::new("b:9092", "g")
+            .with_extra("sasl.password", SECRET)
+            .with_extra("ssl.key.pem", SECRET)
+            .with_extra("sasl.mechanisms", "PLAIN");
+        for shown in [format!("{config:?}"), format!("{config:#?}")] {
+            assert!(!shown.contains(SECRET), "{shown}");
+            assert!(shown.contains("sasl.password"), "{shown}");
+            assert!(shown.contains("\"PLAIN\""), "{shown}");
+            assert!(shown.contains("group_id: \"g\""), "{shown}");
+        }
+    }
+
+    #[test]
+    fn redact_replaces_every_secret_value_longest_first() {
+        let config = ConsumerConfig::new("b:9092", "g")
+            .with_extra("sasl.password", "abc")
+            .with_extra("ssl.key.password", "abcdef")
+            .with_extra("sasl.mechanisms", "PLAIN")
+            .with_extra("ssl.keystore.password", "");
+        assert_eq!(
+            config.redact("abcdef, abc, PLAIN"),
+            "[redacted], [redacted], PLAIN"
+        );
+    }
+
+    #[test]
+    fn a_refused_secret_property_is_named_and_redacted() {
+        let config =
+            ConsumerConfig::new("127.0.0.1:1", "g").with_extra("my.plugin.password", SECRET);
+        let error = config
+            .create_with_context::<_, BaseConsumer>(DefaultConsumerContext)
+            .err()
+            .expect("librdkafka does not know the property");
+        let ConsumerError::Config(ConfigError::Invalid { field, value, .. }) = &error else {
+            panic!("expected ConfigError::Invalid, got {error:?}");
+        };
+        assert_eq!(
+            (field.as_str(), value.as_str()),
+            ("my.plugin.password", REDACTED)
+        );
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains(SECRET), "{shown}");
+            assert!(shown.contains("my.plugin.password"), "{shown}");
+        }
+    }
 }

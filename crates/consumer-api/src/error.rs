@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 
+use crate::config::{REDACTED, is_secret_property, redact_value_in};
 use crate::serde::SerdeError;
 
 /// Everything a consumer can report.
@@ -15,6 +16,13 @@ use crate::serde::SerdeError;
 /// later), [`code`](Self::code) (librdkafka's code, to match on), or match
 /// the variant: a [`ConsumerError::Deserialize`] carries what a dead-letter
 /// handler needs.
+///
+/// Neither `Display` nor `Debug` shows the value of a secret property (see
+/// [`is_secret_property`](crate::is_secret_property)): a librdkafka
+/// configuration error about one shows [`REDACTED`](crate::REDACTED), and
+/// `From<KafkaError>` and [`reported`](Self::reported) redact it as they
+/// build the error, so that its [`source`](std::error::Error::source) does
+/// not show it either.
 ///
 /// A stream goes on after every error but a fatal one, so a reading loop
 /// logs the others and carries on:
@@ -36,7 +44,7 @@ use crate::serde::SerdeError;
 ///     Ok(())
 /// }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 pub enum ConsumerError {
     /// librdkafka or the broker reported an error, with librdkafka's own
@@ -48,7 +56,7 @@ pub enum ConsumerError {
     /// Fatal when librdkafka says so (code `Fatal`, or a fatal transactional
     /// error); retriable for the codes of a broker, coordinator or leader
     /// that is away or busy (see [`is_retriable`](Self::is_retriable)).
-    #[error("Kafka error: {error}{}", reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default())]
+    #[error("Kafka error: {}{}", ShownKafkaError(error), reason.as_deref().map(|reason| format!(": {reason}")).unwrap_or_default())]
     Kafka {
         /// The error, with its code.
         #[source]
@@ -110,12 +118,99 @@ pub enum ConsumerError {
     Closed,
 }
 
+/// Redacts a librdkafka configuration error about a secret property.
 impl From<KafkaError> for ConsumerError {
     fn from(error: KafkaError) -> Self {
         ConsumerError::Kafka {
-            error,
+            error: redact_kafka_error(error),
             reason: None,
         }
+    }
+}
+
+/// Written by hand, as the derived one would be, for the librdkafka error to
+/// be shown with secret values redacted even when the error was built
+/// without [`From`] or [`reported`](ConsumerError::reported).
+impl std::fmt::Debug for ConsumerError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConsumerError::Kafka { error, reason } => f
+                .debug_struct("Kafka")
+                .field("error", &ShownKafkaError(error))
+                .field("reason", reason)
+                .finish(),
+            ConsumerError::Deserialize {
+                topic,
+                partition,
+                offset,
+                part,
+                raw,
+                source,
+            } => f
+                .debug_struct("Deserialize")
+                .field("topic", topic)
+                .field("partition", partition)
+                .field("offset", offset)
+                .field("part", part)
+                .field("raw", raw)
+                .field("source", source)
+                .finish(),
+            ConsumerError::Config(error) => f.debug_tuple("Config").field(error).finish(),
+            ConsumerError::Timeout(timeout) => f.debug_tuple("Timeout").field(timeout).finish(),
+            ConsumerError::WokenUp => f.write_str("WokenUp"),
+            ConsumerError::Misuse(misuse) => f.debug_tuple("Misuse").field(misuse).finish(),
+            ConsumerError::Io(error) => f.debug_tuple("Io").field(error).finish(),
+            ConsumerError::Closed => f.write_str("Closed"),
+        }
+    }
+}
+
+/// A librdkafka configuration error about a secret property (see
+/// [`is_secret_property`]) with its value, and the value's echo in
+/// librdkafka's description, replaced by [`REDACTED`]; any other error as it
+/// is.
+pub(crate) fn redact_kafka_error(error: KafkaError) -> KafkaError {
+    match error {
+        KafkaError::ClientConfig(code, reason, property, value)
+            if is_secret_property(&property) =>
+        {
+            KafkaError::ClientConfig(
+                code,
+                redact_value_in(&reason, &value),
+                property,
+                REDACTED.to_owned(),
+            )
+        }
+        other => other,
+    }
+}
+
+/// Shows a [`KafkaError`] (`Display` and `Debug`) as
+/// [`redact_kafka_error`] would leave it.
+struct ShownKafkaError<'a>(&'a KafkaError);
+
+impl ShownKafkaError<'_> {
+    /// The error to show: a redacted copy when it is a configuration error
+    /// about a secret property.
+    fn redacted(&self) -> std::borrow::Cow<'_, KafkaError> {
+        match self.0 {
+            KafkaError::ClientConfig(_, _, property, _) if is_secret_property(property) => {
+                std::borrow::Cow::Owned(redact_kafka_error(self.0.clone()))
+            }
+            other => std::borrow::Cow::Borrowed(other),
+        }
+    }
+}
+
+impl std::fmt::Display for ShownKafkaError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&*self.redacted(), f)
+    }
+}
+
+impl std::fmt::Debug for ShownKafkaError<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(&*self.redacted(), f)
     }
 }
 
@@ -190,10 +285,11 @@ impl ConsumerError {
     }
 
     /// An error librdkafka reported, with the description it gave for it
-    /// (an empty one counts as none).
+    /// (an empty one counts as none). A configuration error about a secret
+    /// property is redacted, as by `From<KafkaError>`.
     pub fn reported(error: KafkaError, reason: Option<String>) -> Self {
         ConsumerError::Kafka {
-            error,
+            error: redact_kafka_error(error),
             reason: reason.filter(|reason| !reason.is_empty()),
         }
     }
@@ -314,11 +410,19 @@ impl std::fmt::Display for PayloadPart {
 }
 
 /// A configuration that cannot be used, naming the field at fault.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+///
+/// An error about a secret property (see
+/// [`is_secret_property`](crate::is_secret_property); an `extra` property
+/// may be named `extra.<property>`) shows [`REDACTED`](crate::REDACTED) in
+/// place of its value, in `Display` and `Debug` alike, and never quotes the
+/// value of an environment variable or the contents of a file. The fields
+/// keep what they were built with: tiered-kafka builds them redacted
+/// already.
+#[derive(Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// A field has a value that cannot work.
-    #[error("invalid `{field}` = {value:?}: {reason}")]
+    #[error("invalid `{field}` = {}: {}", Shown { name: field, value }, shown_reason(field, value, reason))]
     Invalid {
         /// The field (`ConsumerConfig` name or librdkafka property).
         field: String,
@@ -331,7 +435,9 @@ pub enum ConfigError {
     /// A typed field and an `extra` property set the same librdkafka property.
     #[error(
         "`{field}` and extra property `{property}` both set librdkafka's `{property}` \
-         ({field_value:?} vs {extra_value:?}): set it in one place only"
+         ({} vs {}): set it in one place only",
+        Shown { name: property, value: field_value },
+        Shown { name: property, value: extra_value }
     )]
     Conflict {
         /// The typed `ConsumerConfig` field.
@@ -358,7 +464,9 @@ pub enum ConfigError {
     Yaml {
         /// Where the document came from: a file path, or `<string>`.
         origin: String,
-        /// What is wrong, with the line and column where the parser knows them.
+        /// What is wrong, with the line and column where the parser knows
+        /// them. The source lines it quotes show secret values as
+        /// `"[redacted]"`.
         message: String,
         /// The 1-based line of the problem, where known.
         line: Option<u64>,
@@ -372,6 +480,198 @@ pub enum ConfigError {
         /// What the operating system said.
         reason: String,
     },
+
+    /// A `${NAME}` in a YAML document names an environment variable that
+    /// cannot be read.
+    #[error("{origin}: `{field}` refers to environment variable `{variable}`, which {reason}")]
+    Variable {
+        /// Where the document came from: a file path, or `<string>`.
+        origin: String,
+        /// The field, e.g. `brokers` or `extra.sasl.password`.
+        field: String,
+        /// The environment variable.
+        variable: String,
+        /// What is wrong with it: `is not set` or `is not valid UTF-8`.
+        reason: String,
+    },
+
+    /// A `${` in a YAML value that does not start a `${NAME}` reference. The
+    /// value is not quoted: it may be a secret that happens to contain `${`.
+    #[error(
+        "{origin}: `{field}` has a `${{` that does not start a `${{NAME}}` reference \
+         (NAME: ASCII letters, digits and `_`, ended by `}}`); write `$${{` for a literal `${{`"
+    )]
+    Reference {
+        /// Where the document came from: a file path, or `<string>`.
+        origin: String,
+        /// The field, e.g. `brokers` or `extra.sasl.password`.
+        field: String,
+    },
+
+    /// The file an `extra` property `<property>_file` names cannot be read.
+    #[error("{origin}: `{field}` is read from file {path}, which cannot be read: {reason}")]
+    ValueFile {
+        /// Where the document came from: a file path, or `<string>`.
+        origin: String,
+        /// The property being set, e.g. `extra.sasl.password`.
+        field: String,
+        /// The file.
+        path: String,
+        /// What the operating system said.
+        reason: String,
+    },
+
+    /// An `extra` property given both inline and as `<property>_file`.
+    #[error(
+        "{origin}: extra properties `{property}` and `{property}_file` both set `{property}`: \
+         set it in one place only"
+    )]
+    ValueAndFile {
+        /// Where the document came from: a file path, or `<string>`.
+        origin: String,
+        /// The property, e.g. `sasl.password`.
+        property: String,
+    },
+}
+
+/// Whether the value of `field` (a `ConsumerConfig` field, a librdkafka
+/// property, or `extra.<property>`) is a secret.
+fn field_is_secret(field: &str) -> bool {
+    is_secret_property(field) || field.strip_prefix("extra.").is_some_and(is_secret_property)
+}
+
+/// A field's value as an error shows it: quoted, or [`REDACTED`] (unquoted,
+/// so that it cannot be mistaken for the value).
+struct Shown<'a> {
+    name: &'a str,
+    value: &'a str,
+}
+
+impl std::fmt::Display for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if field_is_secret(self.name) {
+            f.write_str(REDACTED)
+        } else {
+            write!(f, "{:?}", self.value)
+        }
+    }
+}
+
+impl std::fmt::Debug for Shown<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if field_is_secret(self.name) {
+            write!(f, "{REDACTED:?}")
+        } else {
+            write!(f, "{:?}", self.value)
+        }
+    }
+}
+
+/// `reason` without the value of a secret `field` (librdkafka's
+/// descriptions may quote the value they refuse).
+fn shown_reason(field: &str, value: &str, reason: &str) -> String {
+    if field_is_secret(field) {
+        redact_value_in(reason, value)
+    } else {
+        reason.to_owned()
+    }
+}
+
+/// Written by hand, as the derived one would be, with the values of secret
+/// fields shown as [`REDACTED`].
+impl std::fmt::Debug for ConfigError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigError::Invalid {
+                field,
+                value,
+                reason,
+            } => f
+                .debug_struct("Invalid")
+                .field("field", field)
+                .field("value", &Shown { name: field, value })
+                .field("reason", &shown_reason(field, value, reason))
+                .finish(),
+            ConfigError::Conflict {
+                field,
+                property,
+                field_value,
+                extra_value,
+            } => f
+                .debug_struct("Conflict")
+                .field("field", field)
+                .field("property", property)
+                .field(
+                    "field_value",
+                    &Shown {
+                        name: property,
+                        value: field_value,
+                    },
+                )
+                .field(
+                    "extra_value",
+                    &Shown {
+                        name: property,
+                        value: extra_value,
+                    },
+                )
+                .finish(),
+            ConfigError::Reserved { property, reason } => f
+                .debug_struct("Reserved")
+                .field("property", property)
+                .field("reason", reason)
+                .finish(),
+            ConfigError::Yaml {
+                origin,
+                message,
+                line,
+            } => f
+                .debug_struct("Yaml")
+                .field("origin", origin)
+                .field("message", message)
+                .field("line", line)
+                .finish(),
+            ConfigError::Io { path, reason } => f
+                .debug_struct("Io")
+                .field("path", path)
+                .field("reason", reason)
+                .finish(),
+            ConfigError::Variable {
+                origin,
+                field,
+                variable,
+                reason,
+            } => f
+                .debug_struct("Variable")
+                .field("origin", origin)
+                .field("field", field)
+                .field("variable", variable)
+                .field("reason", reason)
+                .finish(),
+            ConfigError::Reference { origin, field } => f
+                .debug_struct("Reference")
+                .field("origin", origin)
+                .field("field", field)
+                .finish(),
+            ConfigError::ValueFile {
+                origin,
+                field,
+                path,
+                reason,
+            } => f
+                .debug_struct("ValueFile")
+                .field("origin", origin)
+                .field("field", field)
+                .field("path", path)
+                .field("reason", reason)
+                .finish(),
+            ConfigError::ValueAndFile { origin, property } => f
+                .debug_struct("ValueAndFile")
+                .field("origin", origin)
+                .field("property", property)
+                .finish(),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -492,6 +792,89 @@ mod tests {
         );
         assert_eq!(ConsumerError::Closed.code(), None);
         assert_eq!(ConsumerError::Timeout(Duration::ZERO).code(), None);
+    }
+
+    const SECRET: &str = "s3cr3t-Zq81-never-print";
+
+    fn assert_hidden(error: &dyn std::error::Error) {
+        for shown in [
+            error.to_string(),
+            format!("{error:?}"),
+            format!("{error:#?}"),
+        ] {
+            assert!(!shown.contains(SECRET), "{shown}");
+            assert!(shown.contains(REDACTED), "{shown}");
+        }
+    }
+
+    #[test]
+    fn config_errors_about_a_secret_show_it_redacted_and_name_it() {
+        let invalid = ConfigError::Invalid {
+            field: "extra.sasl.password".to_owned(),
+            value: SECRET.to_owned(),
+            reason: format!("{SECRET} is too short"),
+        };
+        assert_hidden(&invalid);
+        assert_eq!(
+            invalid.to_string(),
+            "invalid `extra.sasl.password` = [redacted]: [redacted] is too short"
+        );
+        let conflict = ConfigError::Conflict {
+            field: "a_field".to_owned(),
+            property: "ssl.key.pem".to_owned(),
+            field_value: SECRET.to_owned(),
+            extra_value: SECRET.to_owned(),
+        };
+        assert_hidden(&conflict);
+        assert!(conflict.to_string().contains("`ssl.key.pem`"));
+        // Not secret: shown as before.
+        let plain = ConfigError::Invalid {
+            field: "group_id".to_owned(),
+            value: String::new(),
+            reason: "must not be empty".to_owned(),
+        };
+        assert_eq!(
+            plain.to_string(),
+            "invalid `group_id` = \"\": must not be empty"
+        );
+        assert_eq!(
+            format!("{plain:?}"),
+            "Invalid { field: \"group_id\", value: \"\", reason: \"must not be empty\" }"
+        );
+    }
+
+    #[test]
+    fn a_librdkafka_configuration_error_about_a_secret_is_redacted() {
+        let refused = || {
+            KafkaError::ClientConfig(
+                rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_INVALID,
+                format!("Invalid value \"{SECRET}\""),
+                "sasl.password".to_owned(),
+                SECRET.to_owned(),
+            )
+        };
+        for error in [
+            ConsumerError::from(refused()),
+            ConsumerError::reported(refused(), None),
+            ConsumerError::Config(ConfigError::Invalid {
+                field: "sasl.password".to_owned(),
+                value: SECRET.to_owned(),
+                reason: String::new(),
+            }),
+        ] {
+            assert_hidden(&error);
+            assert!(error.to_string().contains("sasl.password"), "{error}");
+            if let Some(source) = std::error::Error::source(&error) {
+                assert!(!source.to_string().contains(SECRET), "{source}");
+            }
+        }
+        // Built by hand, the error still shows redacted.
+        let by_hand = ConsumerError::Kafka {
+            error: refused(),
+            reason: None,
+        };
+        assert!(!by_hand.to_string().contains(SECRET), "{by_hand}");
+        assert!(!format!("{by_hand:?}").contains(SECRET), "{by_hand:?}");
     }
 
     #[test]

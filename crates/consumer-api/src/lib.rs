@@ -6,6 +6,8 @@
 //! - [`Serde`] with [`JsonSerde`], [`StringSerde`], [`BytesSerde`]: codecs.
 //! - [`ConsumerError`], [`ConfigError`]: errors as data.
 //! - [`ConsumerConfig`], [`ConsumerTier`]: configuration, and which consumer it picks.
+//! - [`is_secret_property`], [`SECRET_PROPERTIES`], [`REDACTED`]: which
+//!   librdkafka properties hold secrets, never printed by `Debug` or errors.
 //!
 //! # Features
 //!
@@ -39,7 +41,8 @@ mod yaml;
 pub use crate::batch::{BatchStream, ReadyBatches};
 pub use crate::closing::Closing;
 pub use crate::config::{
-    AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel,
+    AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel, REDACTED,
+    SECRET_PROPERTIES, is_secret_property,
 };
 pub use crate::consumer::{
     CloseReport, CommitAsync, KafkaStreamConsumer, MessageStream, PartitionLag,
