@@ -14,10 +14,16 @@ xflags::xflags! {
         /// Manage the local single-node Apache Kafka 4.4.0 broker kept in `target/kafka/`.
         cmd kafka {
             /// Start the broker (or reuse the running one) and print its bootstrap address.
-            cmd start {}
-            /// Stop the broker and remove its pid and bootstrap files; does nothing when none runs.
+            cmd start {
+                /// Also open secured listeners on localhost, with ACLs: SASL_SSL (SCRAM-SHA-256,
+                /// SCRAM-SHA-512, PLAIN, OAUTHBEARER) and SSL with client certificates (mTLS).
+                /// Addresses, users, passwords and TLS files go to `target/kafka/secure.json`.
+                optional --secure
+            }
+            /// Stop the broker and remove its pid, bootstrap and `secure.json` files; does nothing when
+            /// none runs.
             cmd stop {}
-            /// Say whether the broker runs, and at which bootstrap address.
+            /// Say whether the broker runs, and at which bootstrap address (and secured listeners).
             cmd status {}
         }
         /// Run unit tests and doctests, then the integration tests against the embedded mock
@@ -83,7 +89,9 @@ pub enum KafkaCmd {
 }
 
 #[derive(Debug)]
-pub struct Start;
+pub struct Start {
+    pub secure: bool,
+}
 
 #[derive(Debug)]
 pub struct Stop;

@@ -4,9 +4,10 @@
 //! 2. `mock`: the integration tests (`--test '*'`) with
 //!    `KAFKA_TEST_BROKER=mock`, against librdkafka's embedded mock cluster;
 //! 3. `local`: the same integration tests with `KAFKA_TEST_BROKER=local`,
-//!    against real Apache Kafka from [`crate::kafka::start`]. When Kafka cannot
-//!    start, this phase fails if `KAFKA_REQUIRED=1` and is skipped with a loud
-//!    warning otherwise.
+//!    against real Apache Kafka from [`crate::kafka::start_with`], with the
+//!    secured listeners of `cargo xtask kafka start --secure` for the tests
+//!    that need them. When Kafka cannot start, this phase fails if
+//!    `KAFKA_REQUIRED=1` and is skipped with a loud warning otherwise.
 //!
 //! Cargo's output streams to the terminal while the `test result:` lines are
 //! summed per phase; the run ends with the line `N passed, M failed` and exits
@@ -61,8 +62,8 @@ pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
 
     if broker.local() {
         let mut local = Phase::new("local");
-        header("starting real Apache Kafka (cargo xtask kafka start)");
-        match kafka::start() {
+        header("starting real Apache Kafka (cargo xtask kafka start --secure)");
+        match kafka::start_with(kafka::Listeners::Secure) {
             Ok(bootstrap) => {
                 header(&format!(
                     "integration tests against real Apache Kafka at {bootstrap} (KAFKA_TEST_BROKER=local)"

@@ -36,6 +36,19 @@ pub enum TestEnvError {
         detail: String,
     },
 
+    /// The secured listeners of `cargo xtask kafka start --secure` are not
+    /// there: their `secure.json` is missing (no broker, or one started
+    /// without `--secure`) or unreadable, or they do not accept connections.
+    #[error(
+        "no Apache Kafka with secured listeners is running: start it with \
+         `cargo xtask kafka start --secure` (needs Java 17 and Maven; `cargo xtask test` \
+         does it for its `local` phase) [{detail}]"
+    )]
+    SecuredBrokerNotRunning {
+        /// What exactly was wrong, naming `secure.json`.
+        detail: String,
+    },
+
     /// `KAFKA_TEST_BROKER=docker` in a build without the `docker` feature.
     #[error(
         "KAFKA_TEST_BROKER=docker but this build has no Docker support: build with \

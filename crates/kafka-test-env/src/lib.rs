@@ -17,6 +17,10 @@
 //!   (partition and offset) per record.
 //! - [`KafkaTestEnv::consumer_config`] and [`KafkaTestEnv::client_config`]
 //!   give rdkafka configurations for the client under test.
+//! - [`SecuredBroker`] (from [`SecuredBroker::from_env`] or
+//!   [`KafkaTestEnv::secured`]) gives the TLS, SASL and mTLS listeners of
+//!   the local broker started with `cargo xtask kafka start --secure`, with
+//!   ready librdkafka properties per [`SaslMechanism`] and user.
 //!
 //! # Brokers (`KAFKA_TEST_BROKER`)
 //!
@@ -30,6 +34,16 @@
 //! Anything else is an error naming the value ([`BrokerChoice::parse`]). A
 //! broker that was asked for but is not there is an error too, never a
 //! silent skip.
+//!
+//! # Secured listeners
+//!
+//! Only the `local` broker has them, and only when started with
+//! `cargo xtask kafka start --secure` (as `cargo xtask test` does): see
+//! [`SecuredBroker`] for the listeners, users and ACLs. Its topics are
+//! created and filled over the PLAINTEXT listener
+//! ([`SecuredBroker::plaintext_env`]) and consumed over the secured ones.
+//! [`SecuredBroker::from_env`] is `None` for the other brokers, so such
+//! tests return early in the mock phase.
 //!
 //! # The mock cluster's limits
 //!
@@ -102,6 +116,7 @@ mod mock;
 mod outage;
 mod produce;
 mod record;
+mod secured;
 mod topics;
 
 use std::sync::OnceLock;
@@ -114,6 +129,7 @@ pub use crate::choice::{BROKER_ENV_VAR, BrokerChoice, BrokerKind};
 pub use crate::error::TestEnvError;
 pub use crate::outage::{BrokerFreeze, BrokerOutage, BrokerSlowdown};
 pub use crate::record::{ProducedRecord, TestRecord};
+pub use crate::secured::{SaslMechanism, SecuredBroker, SecuredUser, client_config};
 
 use crate::mock::MockBroker;
 use crate::produce::EnvProducer;
@@ -189,16 +205,7 @@ impl KafkaTestEnv {
     /// An unknown value, or the named broker not being available (no local
     /// Kafka running, no Docker, the mock cluster failing to start).
     pub fn from_env() -> Result<Self, TestEnvError> {
-        let choice = match std::env::var(BROKER_ENV_VAR) {
-            Ok(value) => BrokerChoice::parse(&value)?,
-            Err(std::env::VarError::NotPresent) => BrokerChoice::Mock,
-            Err(std::env::VarError::NotUnicode(value)) => {
-                return Err(TestEnvError::UnknownBrokerChoice {
-                    value: value.to_string_lossy().into_owned(),
-                });
-            }
-        };
-        Self::from_choice(&choice)
+        Self::from_choice(&choice_from_env()?)
     }
 
     /// The broker for an already parsed choice.
@@ -264,6 +271,37 @@ impl KafkaTestEnv {
             BrokerKind::Local { bootstrap },
             Backend::Remote,
         ))
+    }
+
+    /// The secured listeners of this env's broker: only the local Apache
+    /// Kafka has them, when started with `cargo xtask kafka start --secure`.
+    /// See [`SecuredBroker`].
+    ///
+    /// # Errors
+    ///
+    /// [`TestEnvError::Unsupported`] for any broker but the local one;
+    /// [`TestEnvError::SecuredBrokerNotRunning`] when the local broker has no
+    /// secured listeners, or its `secure.json` describes another broker than
+    /// this env's.
+    pub fn secured(&self) -> Result<SecuredBroker, TestEnvError> {
+        let BrokerKind::Local { bootstrap } = &self.kind else {
+            return Err(TestEnvError::Unsupported {
+                operation: "secured",
+                broker: self.kind.to_string(),
+            });
+        };
+        let secured = SecuredBroker::local()?;
+        if secured.plaintext_bootstrap() != bootstrap {
+            return Err(TestEnvError::SecuredBrokerNotRunning {
+                detail: format!(
+                    "{} describes the broker at {}, but this env uses the one at {bootstrap} \
+                     (restarted since?)",
+                    secured.file().display(),
+                    secured.plaintext_bootstrap()
+                ),
+            });
+        }
+        Ok(secured)
     }
 
     /// A new Kafka container (testcontainers' `apache/kafka-native`), owned
@@ -561,6 +599,17 @@ impl KafkaTestEnv {
     }
 }
 
+/// The broker choice of `KAFKA_TEST_BROKER` (the mock cluster when unset).
+fn choice_from_env() -> Result<BrokerChoice, TestEnvError> {
+    match std::env::var(BROKER_ENV_VAR) {
+        Ok(value) => BrokerChoice::parse(&value),
+        Err(std::env::VarError::NotPresent) => Ok(BrokerChoice::Mock),
+        Err(std::env::VarError::NotUnicode(value)) => Err(TestEnvError::UnknownBrokerChoice {
+            value: value.to_string_lossy().into_owned(),
+        }),
+    }
+}
+
 /// `{prefix}-{pid}-{millis since epoch, hex}-{counter}`, sanitized for Kafka.
 fn unique_name(prefix: &str) -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
@@ -621,6 +670,7 @@ mod tests {
         assert_send_sync::<TestEnvError>();
         assert_send_sync::<TestRecord>();
         assert_send_sync::<ProducedRecord>();
+        assert_send_sync::<SecuredBroker>();
     }
 
     #[test]
@@ -664,6 +714,22 @@ mod tests {
         assert_eq!(config.get("group.id"), Some("g"));
         assert_eq!(config.get("enable.auto.commit"), Some("false"));
         assert!(KafkaTestEnv::external("  ").is_err());
+    }
+
+    #[test]
+    fn only_the_local_broker_has_secured_listeners() {
+        let env = KafkaTestEnv::external("127.0.0.1:1").expect("external env needs no broker");
+        let error = env.secured().expect_err("external brokers have none");
+        assert!(
+            matches!(
+                error,
+                TestEnvError::Unsupported {
+                    operation: "secured",
+                    ..
+                }
+            ),
+            "{error}"
+        );
     }
 
     #[cfg(not(feature = "docker"))]

@@ -2,7 +2,8 @@
 //!
 //! Contract with `xtask`: the broker's address is in
 //! `<target dir>/kafka/bootstrap.txt` as `127.0.0.1:PORT` (surrounding
-//! whitespace ignored). The target dir is `$CARGO_TARGET_DIR` when set at run
+//! whitespace ignored); a broker started with `--secure` also has
+//! `secure.json` beside it (read by [`crate::secured`]). The target dir is `$CARGO_TARGET_DIR` when set at run
 //! time (a relative one is taken from the workspace root), else
 //! `<workspace>/target`.
 
@@ -33,6 +34,11 @@ pub(crate) fn bootstrap_file() -> PathBuf {
         _ => root.join("target"),
     };
     target_dir.join("kafka").join("bootstrap.txt")
+}
+
+/// Where `cargo xtask kafka start --secure` describes the secured listeners.
+pub(crate) fn secure_file() -> PathBuf {
+    bootstrap_file().with_file_name("secure.json")
 }
 
 /// The process id of the running local broker, from `broker.pid` beside the
@@ -75,7 +81,7 @@ pub(crate) fn discover() -> Result<String, TestEnvError> {
 
 /// Succeeds when the first address of a bootstrap list accepts a TCP
 /// connection; the error says why not.
-fn probe(bootstrap: &str) -> Result<(), String> {
+pub(crate) fn probe(bootstrap: &str) -> Result<(), String> {
     let first = bootstrap.split(',').next().unwrap_or(bootstrap).trim();
     let addresses: Vec<SocketAddr> = first
         .to_socket_addrs()
@@ -103,6 +109,7 @@ mod tests {
     fn bootstrap_file_is_under_the_workspace_target_dir() {
         let path = bootstrap_file();
         assert!(path.ends_with("kafka/bootstrap.txt"), "{}", path.display());
+        assert!(secure_file().ends_with("kafka/secure.json"));
         assert!(
             path.starts_with(workspace_root()),
             "{} is outside {}",
