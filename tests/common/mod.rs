@@ -11,6 +11,7 @@ use consumer_legacy::KafkaConsumer;
 use futures_util::StreamExt;
 use kafka_test_env::{BrokerKind, KafkaTestEnv, ProducedRecord};
 use rdkafka::consumer::{BaseConsumer, Consumer as _};
+use rdkafka::error::RDKafkaErrorCode;
 use rdkafka::{Offset, TopicPartitionList};
 use tiered_kafka::api::{
     AutoOffsetReset, ConsumerConfig, ConsumerError, ConsumerTier, Decode, KafkaStreamConsumer,
@@ -277,9 +278,28 @@ pub async fn group_committed_partition(
         let reader: BaseConsumer = config.create().expect("offset reader");
         let mut partitions = TopicPartitionList::new();
         partitions.add_partition(&topic, partition);
-        let offsets = reader
-            .committed_offsets(partitions, Duration::from_secs(30))
-            .expect("committed offsets");
+        // A broker that has just started may still be electing the group's
+        // coordinator (creating `__consumer_offsets`): ask again.
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let offsets = loop {
+            match reader.committed_offsets(partitions.clone(), Duration::from_secs(30)) {
+                Ok(offsets) => break offsets,
+                Err(error)
+                    if std::time::Instant::now() < deadline
+                        && matches!(
+                            error.rdkafka_error_code(),
+                            Some(
+                                RDKafkaErrorCode::NotCoordinator
+                                    | RDKafkaErrorCode::CoordinatorNotAvailable
+                                    | RDKafkaErrorCode::CoordinatorLoadInProgress
+                            )
+                        ) =>
+                {
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+                Err(error) => panic!("committed offsets: {error}"),
+            }
+        };
         offsets
             .find_partition(&topic, partition)
             .and_then(|element| match element.offset() {

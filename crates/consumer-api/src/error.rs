@@ -241,7 +241,8 @@ impl ConsumerError {
     /// Whether this consumer can deliver nothing more without a change: a
     /// fatal librdkafka error (a fatal consumption error, code `Fatal`, or a
     /// fatal transactional error); a refusal only an operator can lift
-    /// (authentication failed, not authorized for the topic, group or
+    /// (authentication failed, a TLS handshake that failed to verify a
+    /// certificate, not authorized for the topic, group or
     /// cluster, an invalid group id, `auto_offset_reset: error` with no
     /// offset to start from), which librdkafka would otherwise retry
     /// forever; an invalid configuration; or a closed consumer. After any
@@ -304,6 +305,7 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
         Code::Fatal
             | Code::Authentication
             | Code::SaslAuthenticationFailed
+            | Code::SSL
             | Code::TopicAuthorizationFailed
             | Code::GroupAuthorizationFailed
             | Code::ClusterAuthorizationFailed

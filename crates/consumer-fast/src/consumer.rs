@@ -243,7 +243,8 @@ impl<K, V> Consumer<K, V> {
         key_serde: Box<dyn Decode<K>>,
         value_serde: Box<dyn Decode<V>>,
     ) -> Result<Self, ConsumerError> {
-        let base = config.create_with_context(FastContext::new())?;
+        let base: BaseConsumer<FastContext> = config.create_with_context(FastContext::new())?;
+        base.context().reasons.name_group(&config.group_id);
         Ok(Self::assemble(base, key_serde, value_serde)?
             .reading_headers(config.reads_headers())
             .closing_within(config.close_timeout()))

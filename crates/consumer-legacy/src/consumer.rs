@@ -398,6 +398,11 @@ where
             close_timeout: config.close_timeout(),
             shut: false,
         };
+        consumer
+            .consumer
+            .context()
+            .reasons
+            .name_group(&config.group_id);
         tracing::debug!(
             brokers = %config.brokers,
             group_id = %config.group_id,
