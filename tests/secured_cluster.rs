@@ -18,7 +18,10 @@ mod common;
 
 use std::time::Duration;
 
-use common::{Implementation, build, consumer_config, group_committed, next_within, take};
+use common::{
+    Implementation, build, consumer_config, group_committed, next_within, take,
+    with_client_properties,
+};
 use kafka_test_env::{KafkaTestEnv, SaslMechanism, SecuredBroker};
 use tiered_kafka::api::{ConsumerConfig, ConsumerError, ErrorCode, StringSerde};
 use tiered_kafka::factory::ConsumerFactory;
@@ -234,24 +237,6 @@ fn filled_topic(secured: &SecuredBroker, name: &str) -> (KafkaTestEnv, String) {
     (env, topic)
 }
 
-/// The tests' consumer configuration, connecting with `properties` (whose
-/// `bootstrap.servers` becomes `brokers`).
-fn secured_config(
-    env: &KafkaTestEnv,
-    group: &str,
-    properties: &[(String, String)],
-) -> ConsumerConfig {
-    let mut config = consumer_config(env, group);
-    for (property, value) in properties {
-        if property == "bootstrap.servers" {
-            config.brokers = value.clone();
-        } else {
-            config.extra.insert(property.clone(), value.clone());
-        }
-    }
-    config
-}
-
 async fn read_and_commit(
     implementation: Implementation,
     secured: &SecuredBroker,
@@ -262,7 +247,7 @@ async fn read_and_commit(
     let group = secured.unique_group("read");
     let consumer = build(
         implementation,
-        secured_config(&env, &group, properties),
+        with_client_properties(consumer_config(&env, &group), properties),
         StringSerde,
         StringSerde,
     );
@@ -299,7 +284,7 @@ async fn first_error(
 ) -> ConsumerError {
     let consumer = build(
         implementation,
-        secured_config(env, group, properties),
+        with_client_properties(consumer_config(env, group), properties),
         StringSerde,
         StringSerde,
     );

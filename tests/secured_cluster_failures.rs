@@ -16,7 +16,10 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::process::CpuMeter;
-use common::{Implementation, build, consumer_config, group_committed, next_within, runtime};
+use common::{
+    Implementation, build, consumer_config, group_committed, next_within, runtime,
+    with_client_properties,
+};
 use kafka_test_env::{KafkaTestEnv, SaslMechanism, SecuredBroker};
 use tiered_kafka::api::{ConsumerConfig, ConsumerError, ErrorCode, StringSerde};
 
@@ -65,7 +68,7 @@ fn a_consumer_refused_by_tls_or_sasl_reports_it_soon_quietly_and_commits_nothing
                 Some(secured) => secured.unique_group("refused"),
                 None => env.unique_group("refused"),
             };
-            let config = with_properties(consumer_config(&env, &group), &case.properties);
+            let config = with_client_properties(consumer_config(&env, &group), &case.properties);
             let outcome =
                 runtime.block_on(refused(implementation, case, config, &env, &group, &topic));
             report.push(format!(
@@ -268,17 +271,4 @@ fn tls_to_plaintext(bootstrap: String, ca: Option<String>) -> Case {
         // The same code as a broker that is away.
         fatal: false,
     }
-}
-
-/// `config` connecting with `properties` (whose `bootstrap.servers` becomes
-/// `brokers`).
-fn with_properties(mut config: ConsumerConfig, properties: &[(String, String)]) -> ConsumerConfig {
-    for (property, value) in properties {
-        if property == "bootstrap.servers" {
-            config.brokers = value.clone();
-        } else {
-            config.extra.insert(property.clone(), value.clone());
-        }
-    }
-    config
 }

@@ -88,6 +88,23 @@ pub fn consumer_config(env: &KafkaTestEnv, group: &str) -> ConsumerConfig {
     config
 }
 
+/// `config` connecting with librdkafka `properties` applied in order, as
+/// `kafka_test_env::SecuredBroker` gives them: `bootstrap.servers` becomes
+/// `brokers`, the others go to `extra`.
+pub fn with_client_properties(
+    mut config: ConsumerConfig,
+    properties: &[(String, String)],
+) -> ConsumerConfig {
+    for (property, value) in properties {
+        if property == "bootstrap.servers" {
+            config.brokers = value.clone();
+        } else {
+            config.extra.insert(property.clone(), value.clone());
+        }
+    }
+    config
+}
+
 /// Builds `implementation` from `config`.
 pub fn build<K: Send + 'static, V: Send + 'static>(
     implementation: Implementation,
