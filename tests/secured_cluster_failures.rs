@@ -267,7 +267,11 @@ fn tls_to_plaintext(bootstrap: String, ca: Option<String>) -> Case {
         // The listener closes the connection: a transport failure whose
         // description says why.
         code: ErrorCode::BrokerTransportFailure,
-        says: &["connecting to a PLAINTEXT broker listener?"],
+        // Usually `SSL handshake failed: ...: connecting to a PLAINTEXT
+        // broker listener?`; when the peer resets the connection first, only
+        // `Disconnected: connection reset by peer (after 0ms in state
+        // SSL_HANDSHAKE)`.
+        says: &["in state SSL_HANDSHAKE"],
         // The same code as a broker that is away.
         fatal: false,
     }
