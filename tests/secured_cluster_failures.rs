@@ -26,7 +26,7 @@ use tiered_kafka::api::{ConsumerConfig, ConsumerError, ErrorCode, StringSerde};
 /// How long a refused consumer may take to say so.
 const ERROR_WITHIN: Duration = Duration::from_secs(20);
 /// How long the consumer goes on failing while its CPU share is measured.
-const FAILING_FOR: Duration = Duration::from_secs(3);
+const FAILING_FOR: Duration = Duration::from_secs(2);
 /// A consumer that fails to connect retries with librdkafka's backoff; a
 /// busy retry loop would take a whole core.
 const MAX_CPU_SHARE: f64 = 0.25;
