@@ -249,10 +249,12 @@ impl ConsumerError {
     /// other error the stream goes on.
     pub fn is_fatal(&self) -> bool {
         match self {
-            ConsumerError::Kafka { error, .. } => {
+            ConsumerError::Kafka { error, reason } => {
                 matches!(error, KafkaError::MessageConsumptionFatal(_))
                     || matches!(error, KafkaError::Transaction(inner) if inner.is_fatal())
                     || error.rdkafka_error_code().is_some_and(is_permanent)
+                    || (error.rdkafka_error_code() == Some(RDKafkaErrorCode::SSL)
+                        && reason.as_deref().is_some_and(is_certificate_failure))
             }
             ConsumerError::Config(_) | ConsumerError::Closed => true,
             ConsumerError::Deserialize { .. }
@@ -305,13 +307,25 @@ fn is_permanent(code: RDKafkaErrorCode) -> bool {
         Code::Fatal
             | Code::Authentication
             | Code::SaslAuthenticationFailed
-            | Code::SSL
             | Code::TopicAuthorizationFailed
             | Code::GroupAuthorizationFailed
             | Code::ClusterAuthorizationFailed
             | Code::InvalidGroupId
             | Code::AutoOffsetReset
     )
+}
+
+/// Whether librdkafka's description of an `SSL` error says a certificate
+/// check failed. Other TLS errors (a handshake cut short by a restarting
+/// broker) may pass.
+fn is_certificate_failure(reason: &str) -> bool {
+    [
+        "certificate verify failed",
+        "Failed to verify broker certificate",
+        "did not provide a certificate",
+    ]
+    .iter()
+    .any(|words| reason.contains(words))
 }
 
 /// The codes of a broker, coordinator or leader that is away or busy: the

@@ -244,9 +244,13 @@ fn secret_key_colon(line: &str) -> Option<usize> {
     line.match_indices(':').map(|(at, _)| at).find(|&at| {
         let ends_key = bytes.get(at + 1).is_none_or(u8::is_ascii_whitespace);
         let before = line[..at].trim_end_matches(['"', '\'']);
+        // After the last character that cannot be in a key; its width, not
+        // 1, so that a non-ASCII character before the key is stepped over.
         let key_start = before
-            .rfind(|c: char| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
-            .map_or(0, |at| at + 1);
+            .char_indices()
+            .rev()
+            .find(|&(_, c)| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+            .map_or(0, |(at, c)| at + c.len_utf8());
         ends_key && is_secret_property(&before[key_start..])
     })
 }
@@ -397,6 +401,14 @@ fn without_trailing_newline(mut contents: String) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_key_after_a_non_ascii_character_does_not_panic() {
+        // Stepping back one byte from `ß` used to slice inside it.
+        assert_eq!(super::secret_key_colon("  # Grüße: x"), None);
+        assert_eq!(super::secret_key_colon("    clé: v"), None);
+        assert!(super::secret_key_colon("  ü sasl.password: x").is_some());
+    }
+
     use std::collections::HashMap;
     use std::ffi::OsString;
 

@@ -57,7 +57,7 @@ impl ErrorReasons {
         {
             let named = format!("group `{group}`");
             reason = match reason {
-                Some(reason) if reason.contains(group.as_str()) => Some(reason),
+                Some(reason) if reason.contains(&named) => Some(reason),
                 Some(reason) => Some(format!("{reason} ({named})")),
                 None => Some(named),
             };
