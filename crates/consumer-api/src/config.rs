@@ -278,6 +278,11 @@ pub struct ConsumerConfig {
     /// properties.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub processing: Option<crate::ProcessingConfig>,
+    /// Metrics through the `metrics` crate facade (the `metrics:` YAML
+    /// section); off when `None`. See [`MetricsConfig`]. Not librdkafka
+    /// properties, apart from the `statistics.interval.ms` it sets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<MetricsConfig>,
     /// Any other librdkafka property, by its librdkafka name.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     #[serde(deserialize_with = "scalar_map")]
@@ -307,6 +312,7 @@ impl std::fmt::Debug for ConsumerConfig {
             read_headers,
             close_timeout_ms,
             processing,
+            metrics,
             extra,
         } = self;
         let extra: BTreeMap<&str, &str> = extra
@@ -332,6 +338,7 @@ impl std::fmt::Debug for ConsumerConfig {
             .field("read_headers", read_headers)
             .field("close_timeout_ms", close_timeout_ms)
             .field("processing", processing)
+            .field("metrics", metrics)
             .field("extra", &extra)
             .finish()
     }
@@ -343,6 +350,95 @@ pub(crate) fn shown_value<'a>(property: &str, value: &'a str) -> &'a str {
         REDACTED
     } else {
         value
+    }
+}
+
+/// librdkafka's property for how often it reports statistics, which the
+/// lag gauges are computed from.
+const STATISTICS_INTERVAL: &str = "statistics.interval.ms";
+
+/// How often librdkafka reports statistics when metrics are on and neither
+/// the `metrics` section nor `extra` say: every 5 s.
+pub const DEFAULT_STATISTICS_INTERVAL_MS: u64 = 5_000;
+
+/// The `metrics:` section of a configuration: whether the consumer records
+/// metrics through the [`metrics`](https://docs.rs/metrics) crate facade, and
+/// how often its lag gauges are refreshed.
+///
+/// Recording goes to whatever recorder the application installed (a
+/// Prometheus exporter, StatsD, OpenTelemetry); with none installed, nothing
+/// is kept. The metric names and labels are listed in the observability
+/// guide (`docs/observability.md`).
+///
+/// ```yaml
+/// metrics:
+///   enabled: true                # the default once the section is present
+///   statistics_interval_ms: 5000 # librdkafka's statistics.interval.ms
+/// ```
+///
+/// ```
+/// use consumer_api::MetricsConfig;
+///
+/// let metrics = MetricsConfig::default();
+/// assert!(metrics.enabled);
+/// assert_eq!(metrics.statistics_interval_ms, None); // 5 s
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[non_exhaustive]
+pub struct MetricsConfig {
+    /// Record metrics (`true` unless set otherwise).
+    #[serde(default = "enabled_by_default")]
+    pub enabled: bool,
+    /// librdkafka's `statistics.interval.ms`: how often the lag gauges are
+    /// refreshed (`None`: [`DEFAULT_STATISTICS_INTERVAL_MS`]). An `extra`
+    /// `statistics.interval.ms` wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub statistics_interval_ms: Option<u64>,
+}
+
+fn enabled_by_default() -> bool {
+    true
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            enabled: true,
+            statistics_interval_ms: None,
+        }
+    }
+}
+
+impl MetricsConfig {
+    /// Metrics with the lag gauges refreshed every `interval` (builder
+    /// style).
+    #[must_use]
+    pub fn with_statistics_interval(mut self, interval: Duration) -> Self {
+        self.statistics_interval_ms = Some(u64::try_from(interval.as_millis()).unwrap_or(u64::MAX));
+        self
+    }
+
+    fn validate(&self, config: &ConsumerConfig) -> Result<(), ConfigError> {
+        if self.statistics_interval_ms == Some(0) && self.enabled {
+            return Err(ConfigError::Invalid {
+                field: "metrics.statistics_interval_ms".to_owned(),
+                value: "0".to_owned(),
+                reason: "0 turns librdkafka's statistics off, and with them the lag gauges"
+                    .to_owned(),
+            });
+        }
+        if self.enabled
+            && let Some(value) = config.extra.get(STATISTICS_INTERVAL)
+            && value.parse::<u64>().map_or(true, |ms| ms == 0)
+        {
+            return Err(ConfigError::Invalid {
+                field: STATISTICS_INTERVAL.to_owned(),
+                value: value.clone(),
+                reason: "with metrics on it must be a positive number of milliseconds (the lag gauges are computed from librdkafka's statistics)".to_owned(),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -389,6 +485,7 @@ impl ConsumerConfig {
             read_headers: None,
             close_timeout_ms: None,
             processing: None,
+            metrics: None,
             extra: BTreeMap::new(),
         }
     }
@@ -435,6 +532,41 @@ impl ConsumerConfig {
     pub fn with_extra(mut self, property: impl Into<String>, value: impl Into<String>) -> Self {
         self.extra.insert(property.into(), value.into());
         self
+    }
+
+    /// Turns metrics on with these settings (builder style): see
+    /// [`MetricsConfig`].
+    ///
+    /// ```
+    /// use consumer_api::{ConsumerConfig, MetricsConfig};
+    ///
+    /// let config = ConsumerConfig::new("localhost:9092", "billing")
+    ///     .with_metrics(MetricsConfig::default());
+    /// let client = config.client_config()?;
+    /// assert_eq!(client.get("statistics.interval.ms"), Some("5000"));
+    /// # Ok::<(), consumer_api::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn with_metrics(mut self, metrics: MetricsConfig) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
+    /// Whether the consumer records metrics: a [`metrics`](Self::metrics)
+    /// section that is `enabled`.
+    pub fn metrics_enabled(&self) -> bool {
+        self.metrics.as_ref().is_some_and(|metrics| metrics.enabled)
+    }
+
+    /// librdkafka's `statistics.interval.ms` for this consumer: an `extra`
+    /// `statistics.interval.ms` wins, then the `metrics` section's, then
+    /// [`DEFAULT_STATISTICS_INTERVAL_MS`].
+    fn statistics_interval_ms(&self) -> u64 {
+        self.extra
+            .get(STATISTICS_INTERVAL)
+            .and_then(|value| value.parse().ok())
+            .or_else(|| self.metrics.as_ref()?.statistics_interval_ms)
+            .unwrap_or(DEFAULT_STATISTICS_INTERVAL_MS)
     }
 
     /// The typed fields as librdkafka properties: `(field, property, value)`.
@@ -526,6 +658,9 @@ impl ConsumerConfig {
         if let Some(processing) = &self.processing {
             processing.validate()?;
         }
+        if let Some(metrics) = &self.metrics {
+            metrics.validate(self)?;
+        }
         if let Some(ConsumerTier::Buffered { batch_size: 0 }) = self.performance_tier {
             return Err(ConfigError::Invalid {
                 field: "performance_tier.buffered.batch_size".to_owned(),
@@ -582,6 +717,12 @@ impl ConsumerConfig {
         client.set("enable.auto.offset.store", "false");
         if !self.extra.contains_key(FETCH_QUEUE_BACKOFF) {
             client.set(FETCH_QUEUE_BACKOFF, DEFAULT_FETCH_QUEUE_BACKOFF_MS);
+        }
+        if let Some(interval) = self
+            .metrics_enabled()
+            .then(|| self.statistics_interval_ms())
+        {
+            client.set(STATISTICS_INTERVAL, interval.to_string());
         }
         Ok(client)
     }

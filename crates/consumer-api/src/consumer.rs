@@ -378,6 +378,12 @@ pub trait KafkaStreamConsumer<K, V>: Send + Sync {
     /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
     fn lag(&self) -> Result<Vec<PartitionLag>, ConsumerError>;
 
+    /// The consumer's [`Health`](crate::Health), for liveness and readiness
+    /// probes: whether it subscribed and joined its group, how long ago it
+    /// polled librdkafka and handed out a message, its last fatal error and
+    /// its lag. No broker round trip.
+    fn health(&self) -> crate::Health;
+
     /// Which implementation this is: `None` for the legacy `StreamConsumer`,
     /// otherwise the fast consumer's tier. Handy for a startup log line.
     fn tier(&self) -> Option<ConsumerTier>;

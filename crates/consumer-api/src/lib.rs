@@ -31,6 +31,7 @@ mod closing;
 mod config;
 mod consumer;
 mod error;
+mod health;
 mod message;
 mod owned;
 mod processing;
@@ -41,13 +42,15 @@ mod yaml;
 pub use crate::batch::{BatchStream, ReadyBatches};
 pub use crate::closing::Closing;
 pub use crate::config::{
-    AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT, IsolationLevel, REDACTED,
-    SECRET_PROPERTIES, is_secret_property,
+    AutoOffsetReset, ConsumerConfig, ConsumerTier, DEFAULT_CLOSE_TIMEOUT,
+    DEFAULT_STATISTICS_INTERVAL_MS, IsolationLevel, MetricsConfig, REDACTED, SECRET_PROPERTIES,
+    is_secret_property,
 };
 pub use crate::consumer::{
     CloseReport, CommitAsync, KafkaStreamConsumer, MessageStream, PartitionLag,
 };
 pub use crate::error::{ConfigError, ConsumerError, Misuse, PayloadPart};
+pub use crate::health::{Health, HealthStatus, HealthThresholds, Unhealthy};
 pub use crate::message::{Header, Headers, Message, OwnedRecord, RawHeaders, Timestamp};
 pub use crate::owned::OwnedStream;
 pub use crate::processing::{

@@ -26,6 +26,11 @@ use rdkafka::error::{KafkaError, RDKafkaErrorCode};
 #[must_use = "a commit is sent at once, but its answer is only known by awaiting it"]
 pub struct CommitFuture<'a> {
     state: State,
+    /// Told the answer, when set by [`observed_by`](Self::observed_by).
+    telemetry: Option<Arc<crate::Telemetry>>,
+    /// `kafka.commit` (DEBUG), entered while the future is polled, closed
+    /// with it.
+    span: tracing::Span,
     /// The client the reply queue belongs to.
     _client: PhantomData<&'a ()>,
 }
@@ -87,6 +92,12 @@ impl<'a> CommitFuture<'a> {
             );
             let future = CommitFuture {
                 state: State::Waiting { queue, waker },
+                telemetry: None,
+                span: tracing::debug_span!(
+                    "kafka.commit",
+                    partitions = offsets.count(),
+                    ok = tracing::field::Empty
+                ),
                 _client: PhantomData,
             };
             if error != rdsys::rd_kafka_resp_err_t::RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -101,8 +112,21 @@ impl<'a> CommitFuture<'a> {
     pub fn ready(result: Result<(), ConsumerError>) -> Self {
         CommitFuture {
             state: State::Ready(Some(result)),
+            telemetry: None,
+            span: tracing::Span::none(),
             _client: PhantomData,
         }
+    }
+
+    /// Counts the commit's answer in `telemetry`'s commit metric (a commit
+    /// refused at once counts as failed; nothing to commit is not counted).
+    pub fn observed_by(mut self, telemetry: &Arc<crate::Telemetry>) -> Self {
+        match &self.state {
+            State::Ready(Some(Err(_))) => telemetry.commit_answered(false),
+            State::Ready(_) => {}
+            State::Waiting { .. } => self.telemetry = Some(Arc::clone(telemetry)),
+        }
+        self
     }
 }
 
@@ -155,6 +179,10 @@ impl Future for CommitFuture<'_> {
         };
         this.release();
         this.state = State::Ready(None);
+        if let Some(telemetry) = this.telemetry.take() {
+            telemetry.commit_answered(result.is_ok());
+        }
+        this.span.record("ok", result.is_ok());
         Poll::Ready(result)
     }
 }

@@ -21,6 +21,7 @@ use crate::liveness::{PollKeeper, auto_commit, max_poll_interval};
 use crate::offsets::{Delivery, OffsetBook};
 use crate::queue::QueueHandle;
 use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};
+use crate::telemetry::{MessageMeter, Telemetry};
 use crate::wakers::{StreamWakers, thread_waker};
 
 /// What a batch stream yields: a batch of messages, or one error.
@@ -31,6 +32,8 @@ pub(crate) type BatchItem<K, V> = Result<Vec<Message<K, V>>, ConsumerError>;
 pub(crate) struct Polled<K, V> {
     pub(crate) generation: u64,
     pub(crate) result: Result<Message<K, V>, ConsumerError>,
+    /// The record's key and value bytes, for the bytes metric.
+    pub(crate) bytes: usize,
 }
 
 impl<K, V> Polled<K, V> {
@@ -104,6 +107,11 @@ pub struct Consumer<K, V> {
     /// Makes "polled before this seek" decidable.
     pub(crate) gate: PollGate,
     pub(crate) book: Arc<OffsetBook>,
+    /// Metrics and health, shared with the context.
+    pub(crate) telemetry: Arc<Telemetry>,
+    /// The meter of [`poll_blocking`](Self::poll_blocking) and
+    /// [`try_poll`](Self::try_poll) (streams keep their own).
+    blocking_meter: Mutex<Option<MessageMeter>>,
     pub(crate) key_serde: Box<dyn Decode<K>>,
     pub(crate) value_serde: Box<dyn Decode<V>>,
     /// Which polling thread of its own the consumer runs, if any: a
@@ -191,6 +199,9 @@ impl<K, V> Consumer<K, V> {
         let wake = Arc::clone(&wakers);
         base.set_nonempty_callback(move || wake.wake_all());
         let book = Arc::clone(&base.context().book);
+        let telemetry = Arc::clone(&base.context().telemetry);
+        telemetry.set_client(base.client());
+        let blocking_meter = Mutex::new(telemetry.meter());
         let max_poll_interval = max_poll_interval(&base);
         let auto_commit = auto_commit(&base);
         Ok(Consumer {
@@ -199,6 +210,8 @@ impl<K, V> Consumer<K, V> {
             wakers,
             gate: PollGate::default(),
             book,
+            telemetry,
+            blocking_meter,
             key_serde,
             value_serde,
             polling_thread: crate::PollingThreadSlot::default(),
@@ -243,7 +256,13 @@ impl<K, V> Consumer<K, V> {
         key_serde: Box<dyn Decode<K>>,
         value_serde: Box<dyn Decode<V>>,
     ) -> Result<Self, ConsumerError> {
-        let base: BaseConsumer<FastContext> = config.create_with_context(FastContext::new())?;
+        let telemetry = Telemetry::for_config(&config);
+        // Until a stream says which tier reads: the configured one.
+        telemetry.set_tier(Some(
+            config.performance_tier.unwrap_or(ConsumerTier::Standard),
+        ));
+        let base: BaseConsumer<FastContext> =
+            config.create_with_context(FastContext::with_telemetry(telemetry))?;
         base.context().reasons.name_group(&config.group_id);
         Ok(Self::assemble(base, key_serde, value_serde)?
             .reading_headers(config.reads_headers())
@@ -294,7 +313,9 @@ impl<K, V> Consumer<K, V> {
     ///
     /// [`ConsumerError::Kafka`] when librdkafka refuses the subscription.
     pub fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
-        Ok(self.base.subscribe(topics)?)
+        self.base.subscribe(topics)?;
+        self.telemetry.subscribed(false);
+        Ok(())
     }
 
     /// Commits the offsets of every message handed to the application so far
@@ -314,10 +335,13 @@ impl<K, V> Consumer<K, V> {
             return Ok(());
         }
         self.store(&offsets);
-        match self.base.commit(&offsets, CommitMode::Sync) {
+        let _commit = tracing::debug_span!("kafka.commit", partitions = offsets.count()).entered();
+        let result = match self.base.commit(&offsets, CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(error) => Err(error.into()),
-        }
+        };
+        self.telemetry.commit_answered(result.is_ok());
+        result
     }
 
     /// The plan's name for [`commit_blocking`](Self::commit_blocking), kept
@@ -351,7 +375,7 @@ impl<K, V> Consumer<K, V> {
         if offsets.count() > 0 {
             self.store(&offsets);
         }
-        crate::CommitFuture::start(&*self.base, &offsets)
+        crate::CommitFuture::start(&*self.base, &offsets).observed_by(&self.telemetry)
     }
 
     /// Hands librdkafka the recorded offsets, so that its auto-commit (when
@@ -449,7 +473,8 @@ impl<K, V> Consumer<K, V> {
                 self.refill_locked(&mut ready, 1);
             }
             while let Some(polled) = ready.pop_front() {
-                if let Some(result) = self.hand_out(polled) {
+                let mut meter = self.lock_blocking_meter();
+                if let Some(result) = self.hand_out(polled, meter.as_mut()) {
                     return result;
                 }
             }
@@ -506,7 +531,11 @@ impl<K, V> Consumer<K, V> {
     pub fn try_poll(&self) -> Result<Option<Message<K, V>>, ConsumerError> {
         let mut ready = VecDeque::with_capacity(1);
         while let Refill::Took(_) = self.refill(&mut ready, 1) {
-            if let Some(result) = ready.pop_front().and_then(|polled| self.hand_out(polled)) {
+            let mut meter = self.lock_blocking_meter();
+            if let Some(result) = ready
+                .pop_front()
+                .and_then(|polled| self.hand_out(polled, meter.as_mut()))
+            {
                 return result.map(Some);
             }
         }
@@ -580,8 +609,16 @@ impl<K, V> Consumer<K, V> {
         });
     }
 
-    /// Records which tier is being read, for [`KafkaStreamConsumer::tier`].
+    fn lock_blocking_meter(&self) -> std::sync::MutexGuard<'_, Option<MessageMeter>> {
+        self.blocking_meter
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Records which tier is being read, for [`KafkaStreamConsumer::tier`]
+    /// and the metrics' `tier` label.
     pub(crate) fn set_read_tier(&self, tier: ConsumerTier) {
+        self.telemetry.set_tier(Some(tier));
         *self
             .read_tier
             .lock()
@@ -670,6 +707,7 @@ impl<K, V> Consumer<K, V> {
                     .invalidate(elements.iter().map(|e| (e.topic(), e.partition())));
             }
             self.base.unsubscribe();
+            self.telemetry.unsubscribed();
         }
         self.wakers.wake_all();
     }
@@ -682,6 +720,31 @@ impl<K, V> Consumer<K, V> {
     /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
     pub fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
         crate::watermarks::partition_lag(&*self.base, &self.book)
+    }
+
+    /// The consumer's health (see [`KafkaStreamConsumer::health`]).
+    ///
+    /// ```no_run
+    /// # fn probe(consumer: &consumer_fast::Consumer<String, String>) {
+    /// match consumer.health().liveness() {
+    ///     Ok(()) => println!("live"),
+    ///     Err(problem) => eprintln!("not live: {problem}"),
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> consumer_api::Health {
+        crate::watermarks::health(
+            &*self.base,
+            &self.book,
+            &self.telemetry,
+            self.max_poll_interval,
+        )
+    }
+
+    /// What the consumer reports about itself: the metrics it records and
+    /// the facts behind [`health`](Self::health).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
     }
 
     /// Stops fetching from these partitions until [`resume`](Self::resume).
@@ -756,16 +819,24 @@ impl<K, V> Consumer<K, V> {
         generation: u64,
         result: Result<rdkafka::message::BorrowedMessage<'_>, KafkaError>,
     ) -> Polled<K, V> {
-        let result = match result {
-            Ok(record) => Message::decode(
-                &record,
-                &*self.key_serde,
-                &*self.value_serde,
-                self.read_headers,
-            ),
-            Err(error) => Err(self.base.context().reasons.attach(error)),
+        let (result, bytes) = match result {
+            Ok(record) => {
+                let bytes = record_bytes(&record);
+                let message = Message::decode(
+                    &record,
+                    &*self.key_serde,
+                    &*self.value_serde,
+                    self.read_headers,
+                );
+                (message, bytes)
+            }
+            Err(error) => (Err(self.base.context().reasons.attach(error)), 0),
         };
-        Polled { generation, result }
+        Polled {
+            generation,
+            result,
+            bytes,
+        }
     }
 
     /// How many operations wait in librdkafka's consumer queue.
@@ -785,6 +856,10 @@ impl<K, V> Consumer<K, V> {
 
     /// [`refill`](Self::refill) for a caller that passed the gate.
     pub(crate) fn refill_locked(&self, into: &mut VecDeque<Polled<K, V>>, max: usize) -> Refill {
+        self.telemetry.polled();
+        // Free when the subscriber filters TRACE out (one atomic load).
+        let span = tracing::trace_span!("kafka.poll", max, messages = tracing::field::Empty);
+        let _poll = span.enter();
         let mut taken = 0;
         let mut events = 0;
         while taken < max {
@@ -805,6 +880,7 @@ impl<K, V> Consumer<K, V> {
                 }
             }
         }
+        span.record("messages", taken);
         match (taken, events >= MAX_EVENTS_PER_REFILL) {
             (0, true) => Refill::Crowded,
             (0, false) => Refill::Empty,
@@ -817,6 +893,7 @@ impl<K, V> Consumer<K, V> {
     pub(crate) fn hand_out(
         &self,
         polled: Polled<K, V>,
+        meter: Option<&mut MessageMeter>,
     ) -> Option<Result<Message<K, V>, ConsumerError>> {
         match polled.coordinates() {
             Some((topic, partition, offset)) => {
@@ -826,12 +903,21 @@ impl<K, V> Consumer<K, V> {
                 {
                     Delivery::Deliver => {
                         self.store_now_and_then(1);
+                        self.telemetry.handed_out();
+                        if let Some(meter) = meter {
+                            meter_record(meter, &polled);
+                        }
                         Some(polled.result)
                     }
                     Delivery::Stale => None,
                 }
             }
-            None => Some(polled.result),
+            None => {
+                if let Err(error) = &polled.result {
+                    self.telemetry.error(error);
+                }
+                Some(polled.result)
+            }
         }
     }
 
@@ -844,6 +930,7 @@ impl<K, V> Consumer<K, V> {
         &self,
         from: &mut VecDeque<Polled<K, V>>,
         max: usize,
+        mut meter: Option<&mut MessageMeter>,
     ) -> Option<BatchItem<K, V>> {
         let mut batch = Vec::new();
         let mut error = None;
@@ -862,8 +949,16 @@ impl<K, V> Consumer<K, V> {
                         deliveries.deliver(polled.generation, topic, partition, offset)
                             == Delivery::Deliver
                     }
-                    None => true,
+                    None => {
+                        if let Err(error) = &polled.result {
+                            self.telemetry.error(error);
+                        }
+                        true
+                    }
                 };
+                if fresh && let Some(meter) = meter.as_deref_mut() {
+                    meter_record(meter, &polled);
+                }
                 match polled.result {
                     _ if !fresh => {}
                     Ok(message) => {
@@ -882,6 +977,7 @@ impl<K, V> Consumer<K, V> {
         let handed_out = batch.len() + usize::from(error.is_some());
         if handed_out > 0 {
             self.store_now_and_then(u32::try_from(handed_out).unwrap_or(u32::MAX));
+            self.telemetry.handed_out();
         }
         match error {
             Some(error) => Some(Err(error)),
@@ -920,6 +1016,28 @@ impl<K, V> Consumer<K, V> {
         {
             tracing::warn!(%error, "cannot rewind to unread messages; they are read again after a restart");
         }
+    }
+}
+
+/// The key and value bytes of a record.
+#[inline]
+pub(crate) fn record_bytes(record: &impl rdkafka::Message) -> usize {
+    record.key().map_or(0, <[u8]>::len) + record.payload().map_or(0, <[u8]>::len)
+}
+
+/// Counts a handed-out item into `meter`: a message, or a record that could
+/// not be deserialized.
+#[inline]
+fn meter_record<K, V>(meter: &mut MessageMeter, polled: &Polled<K, V>) {
+    match &polled.result {
+        Ok(message) => meter.record(&message.topic, message.partition, polled.bytes),
+        Err(ConsumerError::Deserialize {
+            topic,
+            partition,
+            part,
+            ..
+        }) => meter.deserialize_error(topic, *partition, *part, polled.bytes),
+        Err(_) => {}
     }
 }
 
@@ -1158,6 +1276,10 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for Consume
 
     fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
         Consumer::lag(self)
+    }
+
+    fn health(&self) -> consumer_api::Health {
+        Consumer::health(self)
     }
 
     fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {

@@ -3,7 +3,7 @@
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, PoisonError};
 
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::types::RDKafkaRespErr;
 use rdkafka::{ClientContext, TopicPartitionList};
@@ -12,6 +12,7 @@ use crate::offsets::OffsetBook;
 use crate::process::RebalanceHook;
 use crate::reason::ErrorReasons;
 use crate::revocation::RevocationPolicy;
+use crate::telemetry::{RebalanceEvent, Telemetry};
 
 /// The consumer context every fast [`Consumer`](crate::Consumer) runs with.
 ///
@@ -49,12 +50,25 @@ pub struct FastContext {
     /// partitions' work before their commit, and reads the committed
     /// metadata of assigned ones.
     pub(crate) processing: Mutex<Option<Arc<dyn RebalanceHook>>>,
+    /// Metrics and health: statistics, rebalances and commit answers go
+    /// here.
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl FastContext {
     /// A fresh context.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A fresh context reporting to `telemetry` (see
+    /// [`Telemetry::for_config`]): how [`Consumer::with_config`](crate::Consumer::with_config)
+    /// turns metrics on.
+    pub fn with_telemetry(telemetry: Telemetry) -> Self {
+        FastContext {
+            telemetry: Arc::new(telemetry),
+            ..Self::default()
+        }
     }
 }
 
@@ -65,10 +79,35 @@ impl ClientContext for FastContext {
         self.reasons.note(&error, reason);
         tracing::error!("librdkafka: {error}: {reason}");
     }
+
+    fn stats(&self, statistics: rdkafka::Statistics) {
+        self.telemetry.statistics(&statistics, &self.book);
+    }
 }
 
 impl ConsumerContext for FastContext {
     fn rebalance(
+        &self,
+        consumer: &BaseConsumer<Self>,
+        error: RDKafkaRespErr,
+        partitions: &mut TopicPartitionList,
+    ) {
+        let event = RebalanceEvent::of(error, consumer);
+        self.rebalance_served(consumer, error, partitions);
+        let assignment = consumer.assignment().unwrap_or_default();
+        self.telemetry.rebalanced(event, &assignment);
+    }
+
+    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.telemetry.commit_answered(result.is_ok());
+        self.revocation.commit_answered(&result, offsets);
+    }
+}
+
+impl FastContext {
+    /// A rebalance, served by concurrent processing (while it runs) and the
+    /// revocation policy.
+    fn rebalance_served(
         &self,
         consumer: &BaseConsumer<Self>,
         error: RDKafkaRespErr,
@@ -115,9 +154,5 @@ impl ConsumerContext for FastContext {
                 }
             },
         );
-    }
-
-    fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
-        self.revocation.commit_answered(&result, offsets);
     }
 }

@@ -17,6 +17,7 @@ use rdkafka::TopicPartitionList;
 use rdkafka::consumer::Consumer as _;
 
 use crate::consumer::{BatchItem, Consumer, Polled, WakerSlot};
+use crate::telemetry::MessageMeter;
 use crate::wakers::thread_waker;
 
 /// The most messages the polling thread sends in one batch.
@@ -125,6 +126,7 @@ impl<K: Send + 'static, V: Send + 'static> Consumer<K, V> {
                 closed: false,
                 stop,
                 thread: Some(thread),
+                meter: self.telemetry.meter(),
             }),
             Err(error) => {
                 self.polling_thread.release();
@@ -204,7 +206,13 @@ impl<K, V> Poller<K, V> {
                 .sender
                 .send_timeout(std::mem::take(pending), SEND_SLICE)
             {
-                Ok(()) => return true,
+                Ok(()) => {
+                    let telemetry = &self.consumer.telemetry;
+                    if telemetry.metrics_on() {
+                        telemetry.channel_fill(self.sender.len(), CHANNEL_BATCHES);
+                    }
+                    return true;
+                }
                 Err(SendTimeoutError::Disconnected(unsent)) => {
                     *pending = unsent;
                     return false;
@@ -249,6 +257,8 @@ struct Backpressure<'a, K, V> {
     paused: BTreeSet<(String, i32)>,
     /// The application's resume count when this wait last paused.
     resumes_seen: u64,
+    /// When this wait first paused, for the time-paused metric.
+    paused_at: Option<Instant>,
 }
 
 impl<'a, K, V> Backpressure<'a, K, V> {
@@ -257,6 +267,7 @@ impl<'a, K, V> Backpressure<'a, K, V> {
             consumer,
             paused: BTreeSet::new(),
             resumes_seen: consumer.application_resumes.load(Ordering::Acquire),
+            paused_at: None,
         }
     }
 
@@ -294,6 +305,7 @@ impl<'a, K, V> Backpressure<'a, K, V> {
             partitions = partitions.count(),
             "the application is slow: pausing fetching and polling to stay in the group"
         );
+        self.paused_at.get_or_insert_with(Instant::now);
         if let Err(error) = self.consumer.base.pause(&partitions) {
             tracing::warn!(%error, "cannot pause for backpressure");
         }
@@ -313,6 +325,9 @@ impl<K, V> Drop for Backpressure<'_, K, V> {
             }
         }
         tracing::info!(partitions = partitions.count(), "resuming fetching");
+        if let Some(paused_at) = self.paused_at {
+            self.consumer.telemetry.paused_for(paused_at.elapsed());
+        }
         if let Err(error) = self.consumer.base.resume(&partitions) {
             tracing::warn!(%error, "cannot resume after backpressure");
         }
@@ -342,6 +357,8 @@ pub struct DedicatedKafkaStream<K: 'static, V: 'static> {
     closed: bool,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<Batch<K, V>>>,
+    /// Counts what is handed out, with metrics on.
+    meter: Option<MessageMeter>,
 }
 
 impl<K: 'static, V: 'static> std::fmt::Debug for DedicatedKafkaStream<K, V> {
@@ -360,10 +377,11 @@ impl<K: 'static, V: 'static> Stream for DedicatedKafkaStream<K, V> {
     type Item = Result<Message<K, V>, ConsumerError>;
 
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        self.get_mut().poll_hand_out(cx, |consumer, current| {
-            let item = consumer.hand_out(current.pop_front()?);
-            Some(item.map(|item| (item, 1)))
-        })
+        self.get_mut()
+            .poll_hand_out(cx, |consumer, current, meter| {
+                let item = consumer.hand_out(current.pop_front()?, meter.as_mut());
+                Some(item.map(|item| (item, 1)))
+            })
     }
 }
 
@@ -378,11 +396,12 @@ impl<K: 'static, V: 'static> DedicatedKafkaStream<K, V> {
         mut take: impl FnMut(
             &Consumer<K, V>,
             &mut Batch<K, V>,
+            &mut Option<MessageMeter>,
         ) -> Option<Option<(Result<T, ConsumerError>, u64)>>,
     ) -> Poll<Option<Result<T, ConsumerError>>> {
         let this = self;
         loop {
-            while let Some(taken) = take(&this.consumer, &mut this.current) {
+            while let Some(taken) = take(&this.consumer, &mut this.current, &mut this.meter) {
                 if let Some((item, count)) = taken {
                     this.handed_out_here += count;
                     this.handed_out
@@ -391,7 +410,13 @@ impl<K: 'static, V: 'static> DedicatedKafkaStream<K, V> {
                 }
             }
             match Pin::new(&mut this.batches).poll_next(cx) {
-                Poll::Ready(Some(batch)) => this.current = batch,
+                Poll::Ready(Some(batch)) => {
+                    this.current = batch;
+                    if this.meter.is_some() {
+                        let telemetry = &this.consumer.telemetry;
+                        telemetry.channel_fill(this.receiver.len(), CHANNEL_BATCHES);
+                    }
+                }
                 // The thread ended without being asked to: it panicked. Say
                 // so once, then end, so a loop that logs errors cannot spin.
                 Poll::Ready(None) if this.closed => return Poll::Ready(None),
@@ -432,11 +457,11 @@ impl<K: 'static, V: 'static> Stream for DedicatedKafkaBatches<K, V> {
     fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = self.get_mut();
         let max = this.max;
-        this.stream.poll_hand_out(cx, |consumer, current| {
+        this.stream.poll_hand_out(cx, |consumer, current, meter| {
             if current.is_empty() {
                 return None;
             }
-            let item = consumer.hand_out_batch(current, max);
+            let item = consumer.hand_out_batch(current, max, meter.as_mut());
             Some(item.map(|item| {
                 let count = item.as_ref().map_or(1, Vec::len);
                 (item, u64::try_from(count).unwrap_or(u64::MAX))

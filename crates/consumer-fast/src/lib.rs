@@ -79,6 +79,7 @@ mod reason;
 mod revocation;
 mod stream;
 mod sync;
+mod telemetry;
 mod tiered;
 mod wakers;
 mod watermarks;
@@ -98,5 +99,6 @@ pub use crate::process::{
 pub use crate::reason::ErrorReasons;
 pub use crate::revocation::{RevocationPolicy, commit_within, serve_queued_before_close};
 pub use crate::stream::{BufferedKafkaStream, KafkaBatches, KafkaStream};
+pub use crate::telemetry::{MessageMeter, RebalanceEvent, Telemetry, names as metric_names};
 pub use crate::tiered::TieredConsumer;
-pub use crate::watermarks::{offsets_at_timestamp, partition_lag};
+pub use crate::watermarks::{health, offsets_at_timestamp, partition_lag};

@@ -8,6 +8,7 @@ use consumer_api::{ConsumerError, Message};
 use futures_core::Stream;
 
 use crate::consumer::{BatchItem, Consumer, Polled, Refill, WakerSlot};
+use crate::telemetry::MessageMeter;
 
 /// Both tiers: hand out buffered items, else take what is ready, else
 /// register for librdkafka's non-empty callback and wait.
@@ -17,6 +18,8 @@ struct PolledStream<'a, K, V> {
     batch_size: usize,
     /// This stream's waker among the consumer's waiting readers.
     slot: WakerSlot<'a>,
+    /// Counts what is handed out, with metrics on.
+    meter: Option<MessageMeter>,
 }
 
 impl<'a, K, V> PolledStream<'a, K, V> {
@@ -28,6 +31,7 @@ impl<'a, K, V> PolledStream<'a, K, V> {
             buffer: VecDeque::with_capacity(batch_size.min(1024)),
             batch_size,
             slot: WakerSlot::new(&consumer.wakers),
+            meter: consumer.telemetry.meter(),
         }
     }
 
@@ -35,15 +39,17 @@ impl<'a, K, V> PolledStream<'a, K, V> {
         &mut self,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Message<K, V>, ConsumerError>>> {
-        self.poll_hand_out(cx, |consumer, buffer| {
-            buffer.pop_front().map(|polled| consumer.hand_out(polled))
+        self.poll_hand_out(cx, |consumer, buffer, meter| {
+            buffer
+                .pop_front()
+                .map(|polled| consumer.hand_out(polled, meter.as_mut()))
         })
     }
 
     fn poll_next_batch(&mut self, cx: &mut Context<'_>) -> Poll<Option<BatchItem<K, V>>> {
         let max = self.batch_size;
-        self.poll_hand_out(cx, |consumer, buffer| {
-            (!buffer.is_empty()).then(|| consumer.hand_out_batch(buffer, max))
+        self.poll_hand_out(cx, |consumer, buffer, meter| {
+            (!buffer.is_empty()).then(|| consumer.hand_out_batch(buffer, max, meter.as_mut()))
         })
     }
 
@@ -53,10 +59,14 @@ impl<'a, K, V> PolledStream<'a, K, V> {
     fn poll_hand_out<T>(
         &mut self,
         cx: &mut Context<'_>,
-        mut take: impl FnMut(&Consumer<K, V>, &mut VecDeque<Polled<K, V>>) -> Option<Option<T>>,
+        mut take: impl FnMut(
+            &Consumer<K, V>,
+            &mut VecDeque<Polled<K, V>>,
+            &mut Option<MessageMeter>,
+        ) -> Option<Option<T>>,
     ) -> Poll<Option<T>> {
         loop {
-            while let Some(taken) = take(self.consumer, &mut self.buffer) {
+            while let Some(taken) = take(self.consumer, &mut self.buffer, &mut self.meter) {
                 if let Some(item) = taken {
                     return Poll::Ready(Some(item));
                 }

@@ -171,6 +171,10 @@ impl<K: Send + 'static, V: Send + 'static> KafkaStreamConsumer<K, V> for TieredC
         self.consumer.lag()
     }
 
+    fn health(&self) -> consumer_api::Health {
+        self.consumer.health()
+    }
+
     /// [`close_blocking`](KafkaStreamConsumer::close_blocking) on a thread
     /// of its own, as [`Consumer::close`] does.
     fn close(self: Box<Self>, timeout: Duration) -> consumer_api::Closing {

@@ -37,6 +37,27 @@ pub fn partition_lag<C: ConsumerContext>(
         .collect())
 }
 
+/// The health of a consumer: `telemetry`'s facts with the assignment and
+/// its lag (from `book` and librdkafka's cached watermarks).
+pub fn health<C: ConsumerContext>(
+    consumer: &impl Consumer<C>,
+    book: &OffsetBook,
+    telemetry: &crate::Telemetry,
+    max_poll_interval: Duration,
+) -> consumer_api::Health {
+    let (assigned, lag) = match partition_lag(consumer, book) {
+        Ok(partitions) => {
+            let known: Vec<i64> = partitions.iter().filter_map(PartitionLag::lag).collect();
+            (
+                partitions.len(),
+                (!known.is_empty()).then(|| known.iter().sum()),
+            )
+        }
+        Err(_) => (0, None),
+    };
+    telemetry.health(assigned, lag, max_poll_interval)
+}
+
 /// librdkafka's last known high watermark of a partition, if it has one.
 fn cached_high_watermark<C: ConsumerContext>(
     consumer: &impl Consumer<C>,

@@ -4,8 +4,8 @@ use std::future::Future;
 use std::marker::PhantomData;
 use std::mem::ManuallyDrop;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Wake, Waker};
 use std::time::{Duration, Instant};
 
@@ -13,7 +13,7 @@ use consumer_api::{
     ConfigError, ConsumerConfig, ConsumerError, ConsumerTier, Decode, KafkaStreamConsumer, Message,
     MessageStream, Misuse,
 };
-use consumer_fast::{Delivery, RevocationPolicy};
+use consumer_fast::{Delivery, MessageMeter, RevocationPolicy, Telemetry};
 use futures_core::Stream;
 use rdkafka::consumer::{CommitMode, Consumer as _, ConsumerGroupMetadata, StreamConsumer};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode};
@@ -202,6 +202,11 @@ pub struct KafkaConsumer<
     /// `ConsumerConfig::read_headers`, read once.
     read_headers: bool,
     transactional: bool,
+    /// Metrics and health, shared with the context.
+    telemetry: Arc<Telemetry>,
+    /// Counts what is handed out, with metrics on (a lock per message: the
+    /// legacy consumer's streams share it).
+    meter: Mutex<Option<MessageMeter>>,
     _types: PhantomData<Types<K, V, KS, VS>>,
 }
 
@@ -387,13 +392,15 @@ where
             }
             .into());
         }
+        let telemetry = Telemetry::for_config(&config);
+        telemetry.set_tier(None);
         let mut revocation = RevocationPolicy::new();
         if transactional {
             revocation = revocation.without_commit();
         }
         let consumer = Inner {
             consumer: ManuallyDrop::new(
-                config.create_with_context(TrackingContext::new(context, revocation))?,
+                config.create_with_context(TrackingContext::new(context, revocation, telemetry))?,
             ),
             close_timeout: config.close_timeout(),
             shut: false,
@@ -403,6 +410,9 @@ where
             .context()
             .reasons
             .name_group(&config.group_id);
+        let telemetry = Arc::clone(&consumer.consumer.context().telemetry);
+        telemetry.set_client(consumer.consumer.client());
+        let meter = Mutex::new(telemetry.meter());
         tracing::debug!(
             brokers = %config.brokers,
             group_id = %config.group_id,
@@ -418,6 +428,8 @@ where
             value_serde,
             store_offsets: auto_commit,
             transactional,
+            telemetry,
+            meter,
             _types: PhantomData,
         })
     }
@@ -516,14 +528,20 @@ where
             &*self.value_serde,
             self.read_headers,
         ) {
-            Ok(message) => self
-                .record(
+            Ok(message) => {
+                let fresh = self.record(
                     generation,
                     record.topic(),
                     record.partition(),
                     record.offset(),
-                )
-                .then_some(Ok(message)),
+                );
+                if !fresh {
+                    return None;
+                }
+                let item = Ok(message);
+                self.count(record, &item);
+                Some(item)
+            }
             Err(error) => Some(Err(error)),
         }
     }
@@ -537,8 +555,24 @@ where
                 topic,
                 partition,
                 offset,
+                part,
+                raw,
                 ..
-            } => self.record(generation, topic, *partition, *offset),
+            } => {
+                let fresh = self.record(generation, topic, *partition, *offset);
+                if fresh {
+                    self.telemetry.handed_out();
+                    if let Some(meter) = self
+                        .meter
+                        .lock()
+                        .unwrap_or_else(PoisonError::into_inner)
+                        .as_mut()
+                    {
+                        meter.deserialize_error(topic, *partition, *part, raw.len());
+                    }
+                }
+                fresh
+            }
             _ => true,
         }
     }
@@ -560,6 +594,7 @@ where
             &*self.value_serde,
             self.read_headers,
         );
+        self.telemetry.polled();
         if !self.record(
             generation,
             record.topic(),
@@ -574,7 +609,32 @@ where
             );
             return None;
         }
+        self.count(record, &item);
         Some(item)
+    }
+
+    /// Counts a handed-out record for the metrics and health.
+    fn count(
+        &self,
+        record: &rdkafka::message::BorrowedMessage<'_>,
+        item: &Result<Message<K, V>, ConsumerError>,
+    ) {
+        use rdkafka::Message as _;
+        self.telemetry.handed_out();
+        if !self.telemetry.metrics_on() {
+            return;
+        }
+        let mut meter = self.meter.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(meter) = meter.as_mut() else {
+            return;
+        };
+        let bytes = record.key().map_or(0, <[u8]>::len) + record.payload().map_or(0, <[u8]>::len);
+        match item {
+            Err(ConsumerError::Deserialize { part, .. }) => {
+                meter.deserialize_error(record.topic(), record.partition(), *part, bytes);
+            }
+            _ => meter.record(record.topic(), record.partition(), bytes),
+        }
     }
 
     /// Moves to the fast consumer (the plan's Phase 6): commits the offsets of
@@ -664,7 +724,9 @@ impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V,
     ///
     /// [`ConsumerError::Kafka`] when librdkafka refuses the subscription.
     pub fn subscribe(&self, topics: &[&str]) -> Result<(), ConsumerError> {
-        Ok(self.consumer.subscribe(topics)?)
+        self.consumer.subscribe(topics)?;
+        self.telemetry.subscribed(false);
+        Ok(())
     }
 
     /// rdkafka's own message stream, of undeserialized records: each
@@ -741,7 +803,10 @@ impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V,
 
     /// An error the stream polled, with librdkafka's description of it.
     pub(crate) fn reported(&self, error: rdkafka::error::KafkaError) -> ConsumerError {
-        self.consumer.context().reasons.attach(error)
+        let error = self.consumer.context().reasons.attach(error);
+        self.telemetry.polled();
+        self.telemetry.error(&error);
+        error
     }
 
     /// Commits the offsets of every message handed to the application so far
@@ -779,10 +844,13 @@ impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V,
         if offsets.count() == 0 {
             return Ok(());
         }
-        match self.consumer.commit(&offsets, CommitMode::Sync) {
+        let _commit = tracing::debug_span!("kafka.commit", partitions = offsets.count()).entered();
+        let result = match self.consumer.commit(&offsets, CommitMode::Sync) {
             Ok(()) | Err(KafkaError::ConsumerCommit(RDKafkaErrorCode::NoOffset)) => Ok(()),
             Err(error) => Err(error.into()),
-        }
+        };
+        self.telemetry.commit_answered(result.is_ok());
+        result
     }
 
     /// The plan's name for [`commit_blocking`](Self::commit_blocking), kept
@@ -809,7 +877,7 @@ impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V,
             )));
         }
         let offsets = self.consumer.context().book.snapshot();
-        consumer_fast::CommitFuture::start(&*self.consumer, &offsets)
+        consumer_fast::CommitFuture::start(&*self.consumer, &offsets).observed_by(&self.telemetry)
     }
 
     /// Commits what was handed out (unless the consumer is transactional:
@@ -996,6 +1064,7 @@ impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V,
                 .invalidate(elements.iter().map(|e| (e.topic(), e.partition())));
         }
         self.consumer.unsubscribe();
+        self.telemetry.unsubscribed();
     }
 
     /// How far behind the application is on each assigned partition (see
@@ -1006,6 +1075,38 @@ impl<K, V, KS: ?Sized, VS: ?Sized, C: LegacyConsumerContext> KafkaConsumer<K, V,
     /// [`ConsumerError::Kafka`] when librdkafka cannot list the assignment.
     pub fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
         consumer_fast::partition_lag(&*self.consumer, &self.consumer.context().book)
+    }
+
+    /// The consumer's health (see [`KafkaStreamConsumer::health`]).
+    pub fn health(&self) -> consumer_api::Health {
+        consumer_fast::health(
+            &*self.consumer,
+            &self.consumer.context().book,
+            &self.telemetry,
+            self.max_poll_interval(),
+        )
+    }
+
+    /// What the consumer reports about itself: the metrics it records and
+    /// the facts behind [`health`](Self::health).
+    pub fn telemetry(&self) -> &Arc<Telemetry> {
+        &self.telemetry
+    }
+
+    /// librdkafka's `max.poll.interval.ms` for this consumer.
+    fn max_poll_interval(&self) -> Duration {
+        let configured = self.config.max_poll_interval_ms.or_else(|| {
+            self.config
+                .extra
+                .get("max.poll.interval.ms")
+                .and_then(|value| value.parse().ok())
+        });
+        configured.map_or(Duration::from_secs(300), Duration::from_millis)
+    }
+
+    /// A stream of this consumer polls librdkafka.
+    pub(crate) fn note_poll(&self) {
+        self.telemetry.polled();
     }
 
     /// The group's committed offsets for the assigned partitions, asked of the
@@ -1139,6 +1240,10 @@ where
 
     fn lag(&self) -> Result<Vec<consumer_api::PartitionLag>, ConsumerError> {
         KafkaConsumer::lag(self)
+    }
+
+    fn health(&self) -> consumer_api::Health {
+        KafkaConsumer::health(self)
     }
 
     fn current_offsets(&self) -> Result<TopicPartitionList, ConsumerError> {

@@ -5,10 +5,12 @@
 
 use std::error::Error;
 
-use consumer_fast::{ErrorReasons, OffsetBook, RevocationPolicy};
+use std::sync::Arc;
+
+use consumer_fast::{ErrorReasons, OffsetBook, RebalanceEvent, RevocationPolicy, Telemetry};
 use rdkafka::client::OAuthToken;
 use rdkafka::config::RDKafkaLogLevel;
-use rdkafka::consumer::{BaseConsumer, ConsumerContext, Rebalance};
+use rdkafka::consumer::{BaseConsumer, Consumer as _, ConsumerContext, Rebalance};
 use rdkafka::error::{KafkaError, KafkaResult};
 use rdkafka::statistics::Statistics;
 use rdkafka::types::RDKafkaRespErr;
@@ -162,17 +164,21 @@ pub struct TrackingContext<C> {
     revocation: RevocationPolicy,
     /// What librdkafka said about the error being polled.
     pub(crate) reasons: ErrorReasons,
+    /// Metrics and health: statistics, rebalances and commit answers go
+    /// here.
+    pub(crate) telemetry: Arc<Telemetry>,
 }
 
 impl<C> TrackingContext<C> {
     /// Wraps the application's context; `revocation` is built by the
     /// consumer (its commit timeout, and no commit when transactional).
-    pub(crate) fn new(inner: C, revocation: RevocationPolicy) -> Self {
+    pub(crate) fn new(inner: C, revocation: RevocationPolicy, telemetry: Telemetry) -> Self {
         TrackingContext {
             inner,
             book: OffsetBook::new(),
             revocation,
             reasons: ErrorReasons::new(),
+            telemetry: Arc::new(telemetry),
         }
     }
 
@@ -194,6 +200,12 @@ impl<C: LegacyConsumerContext> ClientContext for TrackingContext<C> {
     }
 
     fn stats_raw(&self, statistics: &[u8]) {
+        if self.telemetry.metrics_on() {
+            match serde_json::from_slice::<Statistics>(statistics) {
+                Ok(parsed) => self.telemetry.statistics(&parsed, &self.book),
+                Err(error) => tracing::warn!(%error, "cannot parse librdkafka's statistics"),
+            }
+        }
         self.inner.stats_raw(statistics);
     }
 
@@ -225,6 +237,7 @@ impl<C: LegacyConsumerContext> ConsumerContext for TrackingContext<C> {
         err: RDKafkaRespErr,
         partitions: &mut TopicPartitionList,
     ) {
+        let event = RebalanceEvent::of(err, consumer);
         self.revocation.rebalance(
             consumer,
             &self.book,
@@ -233,6 +246,8 @@ impl<C: LegacyConsumerContext> ConsumerContext for TrackingContext<C> {
             |rebalance| self.pre_rebalance(consumer, rebalance),
             |rebalance| self.post_rebalance(consumer, rebalance),
         );
+        let assignment = consumer.assignment().unwrap_or_default();
+        self.telemetry.rebalanced(event, &assignment);
     }
 
     fn pre_rebalance(&self, consumer: &BaseConsumer<Self>, rebalance: &Rebalance<'_>) {
@@ -244,6 +259,7 @@ impl<C: LegacyConsumerContext> ConsumerContext for TrackingContext<C> {
     }
 
     fn commit_callback(&self, result: KafkaResult<()>, offsets: &TopicPartitionList) {
+        self.telemetry.commit_answered(result.is_ok());
         self.revocation.commit_answered(&result, offsets);
         self.inner.commit_callback(result, offsets);
     }

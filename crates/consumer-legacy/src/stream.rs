@@ -86,6 +86,9 @@ where
             // Read before polling: a revocation served by another stream's
             // poll in between makes this message stale.
             let generation = this.consumer.book_generation();
+            this.consumer.note_poll();
+            // One record per poll: the fast tiers' `kafka.poll` span.
+            let _poll = tracing::trace_span!("kafka.poll", max = 1).entered();
             match Pin::new(&mut this.raw).poll_next(cx) {
                 Poll::Ready(Some(Ok(record))) => {
                     if let Some(item) = this.consumer.hand_out(generation, &record) {
@@ -173,6 +176,9 @@ where
         while batch.len() < this.max {
             // Read before polling, as in `LegacyStream`.
             let generation = this.consumer.book_generation();
+            this.consumer.note_poll();
+            // One record per poll: the fast tiers' `kafka.poll` span.
+            let _poll = tracing::trace_span!("kafka.poll", max = 1).entered();
             match Pin::new(&mut this.raw).poll_next(cx) {
                 Poll::Ready(Some(Ok(record))) => {
                     match this.consumer.take_for_batch(generation, &record) {

@@ -159,6 +159,10 @@ struct State<K, V> {
     next_epoch: u64,
     /// Every assigned partition is paused: too many messages held.
     paused_for_room: bool,
+    /// Since when `paused_for_room` holds, for the time-paused metric.
+    paused_for_room_since: Option<std::time::Instant>,
+    /// Counts the messages taken in, with metrics on.
+    meter: Option<crate::MessageMeter>,
     /// The polling thread has ended.
     poller_ended: bool,
     /// The commit points and metadata of the partitions revoked last: when
@@ -213,6 +217,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 "commit metadata this small cannot hold a useful gap: partitions are not paused for it, and what does not fit is dropped (messages done out of order may be handled again after a restart)"
             );
         }
+        let meter = consumer.telemetry.meter();
         Engine {
             metadata_pauses,
             commit_rounds: std::sync::atomic::AtomicU32::new(0),
@@ -227,6 +232,8 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 waker: None,
                 next_epoch: 0,
                 paused_for_room: false,
+                paused_for_room_since: None,
+                meter,
                 poller_ended: false,
                 revoked_last: HashMap::new(),
             }),
@@ -357,6 +364,9 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             state.in_flight = 0;
             state.held = 0;
             state.paused_for_room = false;
+            if let Some(since) = state.paused_for_room_since.take() {
+                self.consumer.telemetry.paused_for(since.elapsed());
+            }
         }
         self.resume_unless_paused_by_application(to_resume);
         if targets.count() == 0 {
@@ -410,6 +420,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             return;
         }
         state.paused_for_room = true;
+        state.paused_for_room_since = Some(std::time::Instant::now());
         let partitions: Vec<PartitionId> = state.partitions.keys().cloned().collect();
         drop(state);
         tracing::debug!("pausing fetching: the most messages are held and the handlers are slow");
@@ -420,6 +431,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
     /// between: rebalances, commit answers); returns how many.
     fn poll_round(&self, most: usize) -> usize {
         let consumer = &self.consumer;
+        consumer.telemetry.polled();
         let mut took = 0;
         let mut events = 0;
         while took < most && !self.stop.load(Ordering::Acquire) {
@@ -440,6 +452,7 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 Some(Err(error)) => {
                     took += 1;
                     let error = consumer.base.context().reasons.attach(error);
+                    consumer.telemetry.error(&error);
                     let mut state = self.lock();
                     state.errors.push_back(error);
                     if let Some(waker) = state.waker.take() {
@@ -541,6 +554,18 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             Received::Process => {}
             Received::AlreadyDone | Received::Repeat => return,
         }
+        if let Some(meter) = state.meter.as_mut() {
+            let record = &entry.record;
+            let bytes =
+                record.key.as_ref().map_or(0, Vec::len) + record.value.as_ref().map_or(0, Vec::len);
+            match &entry.message {
+                Err(ConsumerError::Deserialize { part, .. }) => {
+                    meter.deserialize_error(&record.topic, record.partition, *part, bytes);
+                }
+                _ => meter.record(&record.topic, record.partition, bytes),
+            }
+        }
+        self.consumer.telemetry.handed_out();
         partition.held += 1;
         state.held += 1;
         let was_empty = partition.ready.is_empty();
@@ -643,6 +668,9 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
             let room_again = state.paused_for_room && state.held <= self.options.max_buffered / 2;
             if room_again {
                 state.paused_for_room = false;
+                if let Some(since) = state.paused_for_room_since.take() {
+                    self.consumer.telemetry.paused_for(since.elapsed());
+                }
             }
             let share = self.blocked_share(state.partitions.len());
             for (id, partition) in &mut state.partitions {
