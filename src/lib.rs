@@ -17,6 +17,9 @@
 //! # Features
 //!
 //! - `yaml` (default): load [`ConsumerConfig`](api::ConsumerConfig) from YAML.
+//! - `otel`: `api::otel`, W3C trace context (`traceparent`, `tracestate`)
+//!   from message headers, and `message.process_span()`, a `tracing` span
+//!   whose OpenTelemetry parent is the producer's span.
 //!
 //! # Example
 //!
@@ -69,6 +72,9 @@ pub mod prelude {
     pub use consumer_fast::{Consumer as FastConsumer, TieredConsumer};
     pub use consumer_legacy::{ConsumerBuilder, KafkaConsumer};
     pub use rdkafka::Offset;
+
+    #[cfg(feature = "otel")]
+    pub use consumer_api::otel::MessageTraceExt;
 }
 
 /// The README's code blocks, compiled as doctests so they stay true.

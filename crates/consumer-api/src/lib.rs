@@ -13,6 +13,10 @@
 //!
 //! - `yaml`: [`ConsumerConfig::from_yaml_str`] and
 //!   [`ConsumerConfig::from_yaml_file`] (pulls in `serde-saphyr`).
+//! - `otel`: the `otel` module, W3C trace context from message headers and
+//!   a `tracing` span per message whose OpenTelemetry parent is the
+//!   producer's span (pulls in `tracing`, `opentelemetry`, `opentelemetry_sdk`
+//!   and `tracing-opentelemetry`).
 //!
 //! # Example
 //!
@@ -33,6 +37,9 @@ mod consumer;
 mod error;
 mod health;
 mod message;
+#[cfg(feature = "otel")]
+#[cfg_attr(docsrs, doc(cfg(feature = "otel")))]
+pub mod otel;
 mod owned;
 mod processing;
 mod serde;
