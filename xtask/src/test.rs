@@ -9,6 +9,11 @@
 //!    that need them. When Kafka cannot start, this phase fails if
 //!    `KAFKA_REQUIRED=1` and is skipped with a loud warning otherwise.
 //!
+//! With both `mock` and `local`, the mock phase runs beside the local one
+//! (its output goes to `target/xtask-test-mock.log` and is shown after the
+//! local phase's): their test binaries mostly wait, so the two take little
+//! longer than one.
+//!
 //! Cargo's output streams to the terminal while the `test result:` lines are
 //! summed per phase; the run ends with the line `N passed, M failed` and exits
 //! non-zero when any phase failed.
@@ -17,6 +22,7 @@ use std::{
     ffi::OsString,
     io::{self, Read, Write},
     ops::AddAssign,
+    path::Path,
     process::{Command, ExitCode, Stdio},
 };
 
@@ -53,7 +59,31 @@ pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
     phases.push(unit);
 
     let integration_tests = has_integration_tests()?;
-    if broker.mock() {
+    // With both, the mock phase runs beside the local one: each test binary
+    // mostly waits (for brokers, rebalances, timeouts), so two at a time
+    // take little more than one, and the mock's clusters live inside the
+    // test processes, out of reach of the local phase's broker outages.
+    let mock_beside_local = broker.mock() && broker.local() && integration_tests;
+    let mut background_mock = None;
+    if mock_beside_local {
+        header("building the integration tests once for both phases");
+        prebuild_integration_tests()?;
+        let log = project_root().join("target").join("xtask-test-mock.log");
+        header(&format!(
+            "integration tests against the embedded mock cluster (KAFKA_TEST_BROKER=mock), beside the local phase; \
+             output to {} and shown after the local phase",
+            log.display()
+        ));
+        let args = flags.args.clone();
+        background_mock = Some((
+            log.clone(),
+            std::thread::spawn(move || -> Result<Phase> {
+                let mut mock = Phase::new("mock");
+                mock.integration_tests_to(true, "mock", &args, Some(&log))?;
+                Ok(mock)
+            }),
+        ));
+    } else if broker.mock() {
         let mut mock = Phase::new("mock");
         header("integration tests against the embedded mock cluster (KAFKA_TEST_BROKER=mock)");
         mock.integration_tests(integration_tests, "mock", &flags.args)?;
@@ -87,6 +117,19 @@ pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
                 eprintln!("{}", "!".repeat(78));
                 local.skipped = Some(reason);
             }
+        }
+        if let Some((log, mock)) = background_mock.take() {
+            let mock = mock
+                .join()
+                .map_err(|_| anyhow::anyhow!("the thread running the mock phase panicked"))??;
+            header(&format!(
+                "the mock phase's output (KAFKA_TEST_BROKER=mock, ran beside the local phase; {})",
+                log.display()
+            ));
+            let shown = std::fs::read_to_string(&log)
+                .with_context(|| format!("reading {}", log.display()))?;
+            print!("{shown}");
+            phases.push(mock);
         }
         phases.push(local);
     }
@@ -143,8 +186,20 @@ impl Phase {
     /// Runs the integration tests, if the workspace has any, with
     /// `KAFKA_TEST_BROKER=broker`.
     fn integration_tests(&mut self, present: bool, broker: &str, args: &[OsString]) -> Result<()> {
+        self.integration_tests_to(present, broker, args, None)
+    }
+
+    /// [`integration_tests`](Self::integration_tests), the output going to
+    /// `log` instead of the terminal when given.
+    fn integration_tests_to(
+        &mut self,
+        present: bool,
+        broker: &str,
+        args: &[OsString],
+        log: Option<&Path>,
+    ) -> Result<()> {
         if present {
-            self.cargo_test(WORKSPACE, &["--test", "*"], Some(broker), args)
+            self.cargo_test_to(WORKSPACE, &["--test", "*"], Some(broker), args, log)
         } else {
             println!("no integration test targets in the workspace yet; nothing to run");
             Ok(())
@@ -160,6 +215,19 @@ impl Phase {
         targets: &[&str],
         broker: Option<&str>,
         args: &[OsString],
+    ) -> Result<()> {
+        self.cargo_test_to(scope, targets, broker, args, None)
+    }
+
+    /// [`cargo_test`](Self::cargo_test), its output (stdout and stderr)
+    /// going to `log` instead of the terminal when given.
+    fn cargo_test_to(
+        &mut self,
+        scope: &[&str],
+        targets: &[&str],
+        broker: Option<&str>,
+        args: &[OsString],
+        log: Option<&Path>,
     ) -> Result<()> {
         let mut cmd = Command::new(cargo());
         cmd.current_dir(project_root())
@@ -190,6 +258,16 @@ impl Phase {
         }
         println!("$ {shown}");
 
+        let log = match log {
+            Some(path) => Some(
+                std::fs::File::create(path)
+                    .with_context(|| format!("creating {}", path.display()))?,
+            ),
+            None => None,
+        };
+        if let Some(file) = &log {
+            cmd.stderr(file.try_clone().context("the log file for stderr")?);
+        }
         let mut child = cmd
             .stdout(Stdio::piped())
             .spawn()
@@ -197,7 +275,10 @@ impl Phase {
         let last_output = stall::LastOutput::new();
         let reader = child.stdout.take().map(|stdout| {
             let last_output = last_output.clone();
-            std::thread::spawn(move || tee_and_count(stdout, io::stdout(), &last_output))
+            std::thread::spawn(move || match log {
+                Some(file) => tee_and_count(stdout, file, &last_output),
+                None => tee_and_count(stdout, io::stdout(), &last_output),
+            })
         });
         // On this thread: cargo's exit, and any test binary that hangs.
         let stalls = stall::watch(
@@ -326,6 +407,21 @@ fn tee_and_count(
     }
     counts += parse_test_result(&String::from_utf8_lossy(&line)).unwrap_or_default();
     Ok(counts)
+}
+
+/// Builds every integration test target (`cargo test --workspace --test '*'
+/// --no-run`), so that two phases started side by side do not both build.
+fn prebuild_integration_tests() -> Result<()> {
+    let status = Command::new(cargo())
+        .current_dir(project_root())
+        .args(["test", "--workspace", "--test", "*", "--no-run"])
+        .status()
+        .context("running `cargo test --workspace --test '*' --no-run`")?;
+    anyhow::ensure!(
+        status.success(),
+        "`cargo test --workspace --test '*' --no-run` failed ({status})"
+    );
+    Ok(())
 }
 
 /// Whether any workspace member has an integration test target
