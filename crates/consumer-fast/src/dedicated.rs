@@ -238,6 +238,7 @@ impl<K, V> Poller<K, V> {
             // Pause whatever is assigned and not paused yet: on the first
             // slice, and after a rebalance assigned more.
             backpressure.pause_assigned();
+            self.consumer.telemetry.polled();
             let _polling = self.consumer.gate.read();
             let generation = self.consumer.book.generation();
             if let Some(result) = self.consumer.base.poll(Duration::ZERO) {

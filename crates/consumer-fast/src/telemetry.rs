@@ -270,10 +270,14 @@ impl Telemetry {
         }
     }
 
-    /// The application was handed messages.
+    /// The application was handed messages: stamped with the time of the
+    /// latest poll, which a stream takes just before it hands out (and the
+    /// Dedicated tier's thread keeps taking), so that a message costs no
+    /// clock read.
     #[inline]
     pub fn handed_out(&self) {
-        self.last_message.store(coarse_now(), Ordering::Relaxed);
+        self.last_message
+            .store(self.last_poll.load(Ordering::Relaxed), Ordering::Relaxed);
     }
 
     /// The consumer subscribed (or was assigned partitions by hand, with
