@@ -208,9 +208,9 @@ fn holds_unredacted_secret(redacted: &str) -> bool {
                 .unwrap_or(word_and_after.len());
             let (word, after) = word_and_after.split_at(end);
             if is_secret_property(word) {
-                let redacted_here = after
-                    .strip_prefix(':')
-                    .is_some_and(|value| value.trim_start().starts_with(&format!("\"{REDACTED}\"")));
+                let redacted_here = after.strip_prefix(':').is_some_and(|value| {
+                    value.trim_start().starts_with(&format!("\"{REDACTED}\""))
+                });
                 if !redacted_here {
                     return true;
                 }
