@@ -11,7 +11,8 @@ xflags::xflags! {
 
     /// Project tasks for tiered-kafka. Run `cargo xtask <command> --help` for details.
     cmd xtask {
-        /// Manage the local single-node Apache Kafka 4.4.0 broker kept in `target/kafka/`.
+        /// Manage the local Apache Kafka 4.4.0: the single-node broker kept in `target/kafka/`, or
+        /// (`--nodes 3`) the three-node cluster kept in `target/kafka-cluster/`.
         cmd kafka {
             /// Start the broker (or reuse the running one) and print its bootstrap address.
             cmd start {
@@ -19,17 +20,30 @@ xflags::xflags! {
                 /// SCRAM-SHA-512, PLAIN, OAUTHBEARER) and SSL with client certificates (mTLS).
                 /// Addresses, users, passwords and TLS files go to `target/kafka/secure.json`.
                 optional --secure
+                /// `1` (the default): the single node. `3`: a cluster of three brokers that are
+                /// also the KRaft controller quorum, replication factor 3, `min.insync.replicas` 2;
+                /// prints its bootstrap list.
+                optional --nodes nodes: u8
             }
-            /// Stop the broker and remove its pid, bootstrap and `secure.json` files; does nothing when
-            /// none runs.
-            cmd stop {}
-            /// Say whether the broker runs, and at which bootstrap address (and secured listeners).
-            cmd status {}
+            /// Stop the broker and remove its pid, bootstrap and `secure.json` files, and stop the
+            /// cluster; does nothing for what does not run.
+            cmd stop {
+                /// Stop only the single node (`1`) or only the cluster (`3`).
+                optional --nodes nodes: u8
+            }
+            /// Say whether the broker runs, and at which bootstrap address (and secured listeners),
+            /// and the same for each node of the cluster, with its health.
+            cmd status {
+                /// Only the single node (`1`) or only the cluster (`3`).
+                optional --nodes nodes: u8
+            }
         }
         /// Run unit tests and doctests, then the integration tests against the embedded mock
         /// broker and against real Apache Kafka; end with the line `N passed, M failed`.
         cmd test {
-            /// Brokers for the integration tests: `mock`, `local` (real Apache Kafka) or `all` (the default).
+            /// Brokers for the integration tests: `mock`, `local` (real Apache Kafka), `cluster`
+            /// (the `cluster_*` tests on a three-node Apache Kafka cluster) or `all` (the default:
+            /// the three, in this order).
             optional --broker broker: Broker
             /// Stop the real Kafka broker at the end (by default it is left running for the next run).
             optional --stop-kafka
@@ -91,13 +105,18 @@ pub enum KafkaCmd {
 #[derive(Debug)]
 pub struct Start {
     pub secure: bool,
+    pub nodes: Option<u8>,
 }
 
 #[derive(Debug)]
-pub struct Stop;
+pub struct Stop {
+    pub nodes: Option<u8>,
+}
 
 #[derive(Debug)]
-pub struct Status;
+pub struct Status {
+    pub nodes: Option<u8>,
+}
 
 #[derive(Debug)]
 pub struct Test {
@@ -143,7 +162,10 @@ pub(crate) enum Broker {
     Mock,
     /// The real Apache Kafka broker of `cargo xtask kafka start` only.
     Local,
-    /// The mock first, then real Apache Kafka.
+    /// The `cluster_*` tests on the three-node cluster of `cargo xtask kafka
+    /// start --nodes 3` only.
+    Cluster,
+    /// The mock first, then real Apache Kafka, then the cluster.
     All,
 }
 
@@ -157,6 +179,11 @@ impl Broker {
     pub(crate) fn local(self) -> bool {
         matches!(self, Broker::Local | Broker::All)
     }
+
+    /// Whether the cluster tests run against the three-node cluster.
+    pub(crate) fn cluster(self) -> bool {
+        matches!(self, Broker::Cluster | Broker::All)
+    }
 }
 
 impl FromStr for Broker {
@@ -166,9 +193,10 @@ impl FromStr for Broker {
         match s {
             "mock" => Ok(Broker::Mock),
             "local" => Ok(Broker::Local),
+            "cluster" => Ok(Broker::Cluster),
             "all" => Ok(Broker::All),
             other => Err(format!(
-                "unknown broker `{other}`, expected `mock`, `local` or `all`"
+                "unknown broker `{other}`, expected `mock`, `local`, `cluster` or `all`"
             )),
         }
     }
@@ -194,5 +222,22 @@ impl FromStr for BenchKafka {
                 "unknown broker `{other}`, expected `mock` or `local`"
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn broker_choices_parse_and_select_phases() {
+        let all: Broker = "all".parse().expect("all");
+        assert!(all.mock() && all.local() && all.cluster());
+        let cluster: Broker = "cluster".parse().expect("cluster");
+        assert!(cluster.cluster() && !cluster.mock() && !cluster.local());
+        let local: Broker = "local".parse().expect("local");
+        assert!(local.local() && !local.cluster());
+        let error = "kraft".parse::<Broker>().expect_err("unknown");
+        assert!(error.contains("`cluster`"), "{error}");
     }
 }

@@ -1,5 +1,7 @@
 //! `cargo xtask kafka start|stop|status`: a single-node Apache Kafka broker
-//! (KRaft, broker and controller in one JVM) run from Maven Central jars.
+//! (KRaft, broker and controller in one JVM) run from Maven Central jars;
+//! with `--nodes 3`, the three-node cluster of [`cluster`] instead, from the
+//! same jars. `stop` and `status` without `--nodes` cover both.
 //!
 //! Everything lives in `<target>/kafka/`, and other crates rely on this
 //! layout:
@@ -57,6 +59,9 @@ use std::{
 use anyhow::{Context, Result, anyhow, bail};
 
 use crate::flags;
+
+pub(crate) mod cluster;
+mod wire;
 
 /// The Apache Kafka release we run.
 pub(crate) const KAFKA_VERSION: &str = "4.4.0";
@@ -137,46 +142,121 @@ pub(crate) enum Listeners {
     Secure,
 }
 
-/// Runs `cargo xtask kafka ...`.
+/// Runs `cargo xtask kafka ...`: the single node, or with `--nodes 3` the
+/// cluster of [`cluster`]. `stop` and `status` without `--nodes`
+/// cover both.
 pub(crate) fn run(flags: flags::Kafka) -> Result<ExitCode> {
     match flags.subcommand {
-        flags::KafkaCmd::Start(flags::Start { secure }) => {
-            let listeners = if secure {
-                Listeners::Secure
-            } else {
-                Listeners::Plaintext
-            };
-            let bootstrap = start_with(listeners)?;
-            println!("{bootstrap}");
-        }
-        flags::KafkaCmd::Stop(flags::Stop) => stop()?,
-        flags::KafkaCmd::Status(flags::Status) => {
-            let state = State::new()?;
-            match state.status() {
-                Status::Running { pid, bootstrap } => {
-                    println!("Kafka broker running at {bootstrap} (pid {pid})");
-                    match state.published_secure_listeners() {
-                        Some(secure) if secure.answers() => {
-                            println!("{}", secure.describe(&state.secure_file()));
-                        }
-                        Some(_) => println!(
-                            "  the secured listeners in {} do not answer",
-                            state.secure_file().display()
-                        ),
-                        None => println!(
-                            "  no secured listeners (`cargo xtask kafka start --secure` adds them)"
-                        ),
-                    }
+        flags::KafkaCmd::Start(flags::Start { secure, nodes }) => match Nodes::from_flag(nodes)? {
+            Some(Nodes::Cluster) => {
+                if secure {
+                    bail!(
+                        "`--secure` is for the single node only; the {}-node cluster has PLAINTEXT listeners",
+                        cluster::NODES
+                    );
                 }
-                Status::Unresponsive { pid } => println!(
-                    "Kafka broker process {pid} is alive but does not answer \
-                     (starting, or stuck: `cargo xtask kafka stop`)"
-                ),
-                Status::Stopped => println!("Kafka broker not running"),
+                println!("{}", cluster::start()?);
+            }
+            Some(Nodes::Single) | None => {
+                let listeners = if secure {
+                    Listeners::Secure
+                } else {
+                    Listeners::Plaintext
+                };
+                let bootstrap = start_with(listeners)?;
+                println!("{bootstrap}");
+            }
+        },
+        flags::KafkaCmd::Stop(flags::Stop { nodes }) => {
+            let nodes = Nodes::from_flag(nodes)?;
+            if nodes != Some(Nodes::Cluster) {
+                stop()?;
+            }
+            if nodes != Some(Nodes::Single) {
+                cluster::stop()?;
+            }
+        }
+        flags::KafkaCmd::Status(flags::Status { nodes }) => {
+            let nodes = Nodes::from_flag(nodes)?;
+            if nodes != Some(Nodes::Cluster) {
+                print_status()?;
+            }
+            if nodes != Some(Nodes::Single) {
+                cluster::print_status()?;
             }
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Which Kafka a `kafka` command is about, from `--nodes`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Nodes {
+    /// `--nodes 1`: the single node in `<target>/kafka/`.
+    Single,
+    /// `--nodes 3`: the cluster in `<target>/kafka-cluster/`.
+    Cluster,
+}
+
+impl Nodes {
+    /// `None` without the flag.
+    fn from_flag(nodes: Option<u8>) -> Result<Option<Nodes>> {
+        match nodes {
+            None => Ok(None),
+            Some(1) => Ok(Some(Nodes::Single)),
+            Some(n) if usize::from(n) == cluster::NODES => Ok(Some(Nodes::Cluster)),
+            Some(n) => bail!(
+                "`--nodes {n}`: there is the single node (`--nodes 1`) and the {}-node cluster (`--nodes {}`)",
+                cluster::NODES,
+                cluster::NODES
+            ),
+        }
+    }
+}
+
+/// Prints what `status` says about the single node.
+fn print_status() -> Result<()> {
+    let state = State::new()?;
+    match state.status() {
+        Status::Running { pid, bootstrap } => {
+            println!("Kafka broker running at {bootstrap} (pid {pid})");
+            match state.published_secure_listeners() {
+                Some(secure) if secure.answers() => {
+                    println!("{}", secure.describe(&state.secure_file()));
+                }
+                Some(_) => println!(
+                    "  the secured listeners in {} do not answer",
+                    state.secure_file().display()
+                ),
+                None => {
+                    println!(
+                        "  no secured listeners (`cargo xtask kafka start --secure` adds them)"
+                    )
+                }
+            }
+        }
+        Status::Unresponsive { pid } => println!(
+            "Kafka broker process {pid} is alive but does not answer \
+             (starting, or stuck: `cargo xtask kafka stop`)"
+        ),
+        Status::Stopped => println!("Kafka broker not running"),
+    }
+    Ok(())
+}
+
+/// The directory of the Apache Kafka jars, resolved with Maven first if no
+/// complete download is there: the single node's `libs-4.4.0/`, which the
+/// cluster shares. Takes the single node's lock only to download.
+pub(crate) fn resolve_jars() -> Result<PathBuf> {
+    let state = State::new()?;
+    let libs = state.libs();
+    if fs::read_to_string(libs.join(".complete")).is_ok_and(|done| done == pom_xml()) {
+        return Ok(libs);
+    }
+    fs::create_dir_all(&state.dir).with_context(|| format!("creating {}", state.dir.display()))?;
+    let _lock = state.lock()?;
+    state.resolve_jars()?;
+    Ok(libs)
 }
 
 /// Starts the broker with its PLAINTEXT listener, or reuses the running one,
@@ -1209,7 +1289,7 @@ fn client_key_pem(tls: &Tls) -> Result<Option<PathBuf>> {
 
 /// Standard output of a finished tool, or an error naming it (as `shown`)
 /// with its exit status and output; `secrets` are blanked out of both.
-fn checked_stdout(shown: &str, output: &Output, secrets: &[&str]) -> Result<String> {
+pub(crate) fn checked_stdout(shown: &str, output: &Output, secrets: &[&str]) -> Result<String> {
     let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     if !output.status.success() {
         let text = format!(
@@ -1285,7 +1365,7 @@ auto.create.topics.enable=true
 /// log4j2 configuration for the broker: INFO and above to standard output,
 /// which [`State::spawn_broker`] sends to `broker.log` together with anything
 /// else the JVM prints. `AclCommand` uses it too (its output is captured).
-const LOG4J_CONFIG: &str = "\
+pub(crate) const LOG4J_CONFIG: &str = "\
 # Written by `cargo xtask kafka start`.
 status = warn
 appender.out.type = Console
@@ -1351,7 +1431,7 @@ fn pom_xml() -> String {
 }
 
 /// Fails with an install hint unless every program in `programs` is on `PATH`.
-fn require_on_path(programs: &[&str]) -> Result<()> {
+pub(crate) fn require_on_path(programs: &[&str]) -> Result<()> {
     let missing = missing_from_path(programs);
     if !missing.is_empty() {
         bail!(
@@ -1374,7 +1454,7 @@ fn missing_from_path<'a>(programs: &[&'a str]) -> Vec<&'a str> {
 
 /// `count` distinct free TCP ports on 127.0.0.1: the client port, the
 /// controller port, then the `SASL_SSL` and mTLS ports when asked for.
-fn free_ports(count: usize) -> Result<Vec<u16>> {
+pub(crate) fn free_ports(count: usize) -> Result<Vec<u16>> {
     let listeners = (0..count)
         .map(|_| TcpListener::bind("127.0.0.1:0").context("finding a free port"))
         .collect::<Result<Vec<_>>>()?;
@@ -1385,13 +1465,13 @@ fn free_ports(count: usize) -> Result<Vec<u16>> {
 }
 
 /// Whether `addr` (`host:port`) accepts a TCP connection within a second.
-fn accepts_tcp(addr: &str) -> bool {
+pub(crate) fn accepts_tcp(addr: &str) -> bool {
     addr.parse::<SocketAddr>()
         .is_ok_and(|addr| TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_ok())
 }
 
 /// `bytes` random bytes from the kernel, as lowercase hex.
-fn random_hex(bytes: usize) -> Result<String> {
+pub(crate) fn random_hex(bytes: usize) -> Result<String> {
     let mut buf = vec![0; bytes];
     fs::File::open("/dev/urandom")
         .and_then(|mut urandom| urandom.read_exact(&mut buf))
@@ -1400,12 +1480,12 @@ fn random_hex(bytes: usize) -> Result<String> {
 }
 
 /// Writes `contents` to `path`, naming the path on failure.
-fn write(path: &Path, contents: &str) -> Result<()> {
+pub(crate) fn write(path: &Path, contents: &str) -> Result<()> {
     fs::write(path, contents).with_context(|| format!("writing {}", path.display()))
 }
 
 /// The last `n` lines of the file at `path`, or why it could not be read.
-fn last_lines(path: &Path, n: usize) -> String {
+pub(crate) fn last_lines(path: &Path, n: usize) -> String {
     match fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
@@ -1563,6 +1643,21 @@ mod tests {
         assert_eq!(last_lines(&path, 2), "b\nc");
         assert_eq!(last_lines(&path, 10), "a\nb\nc");
         fs::remove_dir_all(&dir).expect("cleanup");
+    }
+
+    #[test]
+    fn nodes_flag_picks_the_single_node_or_the_cluster() {
+        assert_eq!(Nodes::from_flag(None).expect("no flag"), None);
+        assert_eq!(
+            Nodes::from_flag(Some(1)).expect("one node"),
+            Some(Nodes::Single)
+        );
+        assert_eq!(
+            Nodes::from_flag(Some(3)).expect("three nodes"),
+            Some(Nodes::Cluster)
+        );
+        let error = Nodes::from_flag(Some(2)).expect_err("no two-node Kafka");
+        assert!(error.to_string().contains("`--nodes 3`"), "{error}");
     }
 
     #[test]

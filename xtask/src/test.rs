@@ -7,7 +7,11 @@
 //!    against real Apache Kafka from [`crate::kafka::start_with`], with the
 //!    secured listeners of `cargo xtask kafka start --secure` for the tests
 //!    that need them. When Kafka cannot start, this phase fails if
-//!    `KAFKA_REQUIRED=1` and is skipped with a loud warning otherwise.
+//!    `KAFKA_REQUIRED=1` and is skipped with a loud warning otherwise;
+//! 4. `cluster`: the `cluster_*` integration tests with
+//!    `KAFKA_TEST_BROKER=cluster`, against the three-node cluster of
+//!    [`crate::kafka::cluster`], started for the phase and stopped after it
+//!    (the same rule when it cannot start).
 //!
 //! With both `mock` and `local`, the mock phase runs beside the local one
 //! (its output goes to `target/xtask-test-mock.log` and is shown after the
@@ -100,23 +104,7 @@ pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
                 ));
                 local.integration_tests(integration_tests, "local", &flags.args)?;
             }
-            Err(err) if kafka_required => {
-                eprintln!(
-                    "error: KAFKA_REQUIRED=1 but real Apache Kafka could not be started: {err:#}"
-                );
-                local
-                    .errors
-                    .push(format!("real Apache Kafka could not be started: {err:#}"));
-            }
-            Err(err) => {
-                let reason = format!("{err:#}");
-                eprintln!();
-                eprintln!("{}", "!".repeat(78));
-                eprintln!("WARNING: real Apache Kafka was NOT tested: {reason}");
-                eprintln!("(set KAFKA_REQUIRED=1 to make this an error)");
-                eprintln!("{}", "!".repeat(78));
-                local.skipped = Some(reason);
-            }
+            Err(err) => local.broker_not_started("real Apache Kafka", &err, kafka_required),
         }
         if let Some((log, mock)) = background_mock.take() {
             let mock = mock
@@ -132,6 +120,10 @@ pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
             phases.push(mock);
         }
         phases.push(local);
+    }
+
+    if broker.cluster() {
+        phases.push(cluster_phase(kafka_required, &flags.args)?);
     }
 
     if flags.stop_kafka {
@@ -161,9 +153,45 @@ pub(crate) fn run(flags: flags::Test) -> Result<ExitCode> {
     })
 }
 
+/// The `cluster` phase: starts the three-node cluster, runs the `cluster_*`
+/// integration tests against it with `KAFKA_TEST_BROKER=cluster`, and stops
+/// it again (it is not worth its memory between runs). Like the `local`
+/// phase, a cluster that cannot start fails the phase under
+/// `KAFKA_REQUIRED=1` and is skipped with a loud warning otherwise.
+fn cluster_phase(kafka_required: bool, args: &[OsString]) -> Result<Phase> {
+    let started = std::time::Instant::now();
+    let mut phase = Phase::new("cluster");
+    header(&format!(
+        "starting a {}-node Apache Kafka cluster (cargo xtask kafka start --nodes {})",
+        kafka::cluster::NODES,
+        kafka::cluster::NODES
+    ));
+    match kafka::cluster::start() {
+        Ok(bootstrap) => {
+            header(&format!(
+                "cluster tests against the {}-node Apache Kafka cluster at {bootstrap} (KAFKA_TEST_BROKER=cluster)",
+                kafka::cluster::NODES
+            ));
+            phase.cargo_test(WORKSPACE, &["--test", "cluster_*"], Some("cluster"), args)?;
+        }
+        Err(err) => phase.broker_not_started("the Apache Kafka cluster", &err, kafka_required),
+    }
+    header("stopping the Apache Kafka cluster (cargo xtask kafka stop --nodes 3)");
+    if let Err(err) = kafka::cluster::stop() {
+        phase.errors.push(format!(
+            "the Apache Kafka cluster could not be stopped: {err:#}"
+        ));
+    }
+    println!(
+        "cluster phase: {:.0} s, the cluster's start and stop included",
+        started.elapsed().as_secs_f64()
+    );
+    Ok(phase)
+}
+
 /// One phase of the run and what it found.
 struct Phase {
-    /// `unit`, `mock` or `local`.
+    /// `unit`, `mock`, `local` or `cluster`.
     name: &'static str,
     /// Test counts summed over every `test result:` line.
     counts: Counts,
@@ -174,6 +202,24 @@ struct Phase {
 }
 
 impl Phase {
+    /// `broker` could not be started: the phase fails under
+    /// `KAFKA_REQUIRED=1`, and is skipped with a loud warning otherwise.
+    fn broker_not_started(&mut self, broker: &str, err: &anyhow::Error, kafka_required: bool) {
+        if kafka_required {
+            eprintln!("error: KAFKA_REQUIRED=1 but {broker} could not be started: {err:#}");
+            self.errors
+                .push(format!("{broker} could not be started: {err:#}"));
+        } else {
+            let reason = format!("{err:#}");
+            eprintln!();
+            eprintln!("{}", "!".repeat(78));
+            eprintln!("WARNING: {broker} was NOT tested: {reason}");
+            eprintln!("(set KAFKA_REQUIRED=1 to make this an error)");
+            eprintln!("{}", "!".repeat(78));
+            self.skipped = Some(reason);
+        }
+    }
+
     fn new(name: &'static str) -> Phase {
         Phase {
             name,

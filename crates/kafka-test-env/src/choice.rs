@@ -18,6 +18,9 @@ pub enum BrokerChoice {
     Mock,
     /// `local`: the Apache Kafka started by `cargo xtask kafka start`.
     Local,
+    /// `cluster`: the three-node Apache Kafka cluster started by
+    /// `cargo xtask kafka start --nodes 3`.
+    Cluster,
     /// `docker`: Kafka in Docker through testcontainers (feature `docker`).
     Docker,
     /// Anything containing `:`: a bootstrap list of an external broker, kept
@@ -28,7 +31,7 @@ pub enum BrokerChoice {
 impl BrokerChoice {
     /// Parses a value of `KAFKA_TEST_BROKER`.
     ///
-    /// The keywords `mock`, `local` and `docker` are matched case-insensitively
+    /// The keywords `mock`, `local`, `cluster` and `docker` are matched case-insensitively
     /// after trimming whitespace; an empty value means `mock`; any value with a
     /// `:` is an external bootstrap list (`host:port` or `host1:port,host2:port`).
     ///
@@ -55,6 +58,8 @@ impl BrokerChoice {
             Ok(Self::Mock)
         } else if trimmed.eq_ignore_ascii_case("local") {
             Ok(Self::Local)
+        } else if trimmed.eq_ignore_ascii_case("cluster") {
+            Ok(Self::Cluster)
         } else if trimmed.eq_ignore_ascii_case("docker") {
             Ok(Self::Docker)
         } else if trimmed.contains(':') && !trimmed.chars().any(char::is_whitespace) {
@@ -84,6 +89,12 @@ pub enum BrokerKind {
         /// The address read from `target/kafka/bootstrap.txt`.
         bootstrap: String,
     },
+    /// The three-node Apache Kafka cluster started by
+    /// `cargo xtask kafka start --nodes 3`.
+    Cluster {
+        /// The three nodes' addresses, from `target/kafka-cluster/cluster.json`.
+        bootstrap: String,
+    },
     /// Kafka in a Docker container started by testcontainers.
     Docker {
         /// The container's mapped address.
@@ -102,6 +113,7 @@ impl BrokerKind {
         match self {
             Self::Mock { bootstrap }
             | Self::Local { bootstrap }
+            | Self::Cluster { bootstrap }
             | Self::Docker { bootstrap }
             | Self::External { bootstrap } => bootstrap,
         }
@@ -119,6 +131,9 @@ impl fmt::Display for BrokerKind {
         match self {
             Self::Mock { bootstrap } => write!(f, "mock (librdkafka mock cluster at {bootstrap})"),
             Self::Local { bootstrap } => write!(f, "local (Apache Kafka at {bootstrap})"),
+            Self::Cluster { bootstrap } => {
+                write!(f, "cluster (three-node Apache Kafka at {bootstrap})")
+            }
             Self::Docker { bootstrap } => write!(f, "docker (Kafka container at {bootstrap})"),
             Self::External { bootstrap } => write!(f, "external (Kafka at {bootstrap})"),
         }
@@ -139,6 +154,7 @@ mod tests {
             ("local", BrokerChoice::Local),
             (" Local\n", BrokerChoice::Local),
             ("docker", BrokerChoice::Docker),
+            ("Cluster", BrokerChoice::Cluster),
         ] {
             assert_eq!(
                 BrokerChoice::parse(input).expect("keyword parses"),
@@ -171,7 +187,7 @@ mod tests {
         );
         let text = error.to_string();
         assert!(text.contains("\"kafka-please\""), "{text}");
-        for form in ["`mock`", "`local`", "`docker`", "host:port"] {
+        for form in ["`mock`", "`local`", "`cluster`", "`docker`", "host:port"] {
             assert!(text.contains(form), "{text} lacks {form}");
         }
         assert!(BrokerChoice::parse("host with spaces:1").is_err());

@@ -16,7 +16,8 @@ pub enum TestEnvError {
     #[error(
         "KAFKA_TEST_BROKER={value:?} is not a broker choice; accepted: unset or `mock` \
          (librdkafka's in-process mock cluster), `local` (Apache Kafka started by \
-         `cargo xtask kafka start`), `docker` (Kafka in Docker through testcontainers, \
+         `cargo xtask kafka start`), `cluster` (the three-node Apache Kafka cluster started \
+         by `cargo xtask kafka start --nodes 3`), `docker` (Kafka in Docker through testcontainers, \
          needs `--features kafka-test-env/docker`), or a bootstrap list such as \
          `host:port` or `host1:port,host2:port` (an external broker)"
     )]
@@ -47,6 +48,40 @@ pub enum TestEnvError {
     SecuredBrokerNotRunning {
         /// What exactly was wrong, naming `secure.json`.
         detail: String,
+    },
+
+    /// `KAFKA_TEST_BROKER=cluster`, but the cluster's `cluster.json` is
+    /// missing or unreadable, or none of its nodes accepts connections.
+    #[error(
+        "KAFKA_TEST_BROKER=cluster but no Apache Kafka cluster is running: start it with \
+         `cargo xtask kafka start --nodes 3` (needs Java 17 and Maven; `cargo xtask test` \
+         does it for its `cluster` phase) [{detail}]"
+    )]
+    ClusterNotRunning {
+        /// What exactly was missing: the file, its content or the listeners.
+        detail: String,
+    },
+
+    /// Killing, stopping or restarting a node of the cluster failed.
+    #[error("could not {operation} node {node} of the Kafka cluster: {detail}")]
+    ClusterNode {
+        /// The node id.
+        node: i32,
+        /// `kill`, `stop` or `restart`.
+        operation: &'static str,
+        /// Why not.
+        detail: String,
+    },
+
+    /// The cluster did not become healthy (every node a live broker, every
+    /// partition led and fully in sync) in time, or its metadata could not
+    /// be read.
+    #[error("the Kafka cluster is not healthy after {waited:?}: {last_seen}")]
+    ClusterNotHealthy {
+        /// How long it was waited for.
+        waited: Duration,
+        /// What was wrong when last seen.
+        last_seen: String,
     },
 
     /// `KAFKA_TEST_BROKER=docker` in a build without the `docker` feature.

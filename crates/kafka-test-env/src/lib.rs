@@ -21,6 +21,10 @@
 //!   [`KafkaTestEnv::secured`]) gives the TLS, SASL and mTLS listeners of
 //!   the local broker started with `cargo xtask kafka start --secure`, with
 //!   ready librdkafka properties per [`SaslMechanism`] and user.
+//! - [`KafkaCluster`] (from [`KafkaTestEnv::cluster`]) controls the nodes of
+//!   the three-node cluster of `cargo xtask kafka start --nodes 3`: who leads
+//!   a partition, who coordinates a group, a node killed or stopped and
+//!   started again with its data, waiting until the cluster is healthy.
 //!
 //! # Brokers (`KAFKA_TEST_BROKER`)
 //!
@@ -28,6 +32,7 @@
 //! | --- | --- |
 //! | unset, empty or `mock` | librdkafka's in-process mock cluster, one broker (the default) |
 //! | `local` | the Apache Kafka started by `cargo xtask kafka start`; its address is read from `target/kafka/bootstrap.txt` |
+//! | `cluster` | the three-node Apache Kafka cluster started by `cargo xtask kafka start --nodes 3`, described by `target/kafka-cluster/cluster.json`; topics are created with replication factor 3, the env's producer is idempotent |
 //! | `docker` | Kafka in Docker via testcontainers; needs the `docker` feature and a Docker engine |
 //! | `host:port[,host:port…]` | an external broker |
 //!
@@ -108,6 +113,7 @@
 //! [`delete_topic`]: KafkaTestEnv::delete_topic
 
 mod choice;
+mod cluster;
 #[cfg(feature = "docker")]
 mod docker;
 mod error;
@@ -123,9 +129,11 @@ use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use rdkafka::admin::TopicReplication;
 use rdkafka::config::ClientConfig;
 
 pub use crate::choice::{BROKER_ENV_VAR, BrokerChoice, BrokerKind};
+pub use crate::cluster::{KafkaCluster, NodeOutage, OFFSETS_TOPIC, offsets_partition};
 pub use crate::error::TestEnvError;
 pub use crate::outage::{BrokerFreeze, BrokerOutage, BrokerSlowdown};
 pub use crate::record::{ProducedRecord, TestRecord};
@@ -149,6 +157,9 @@ enum Backend {
     },
     /// Somebody else runs the broker (`local` or external).
     Remote,
+    /// The three-node cluster of `cargo xtask kafka start --nodes 3`, as its
+    /// `cluster.json` describes it.
+    Cluster(cluster::ClusterSpec),
 }
 
 /// A broker for one test (or several) and helpers around it.
@@ -217,6 +228,7 @@ impl KafkaTestEnv {
         match choice {
             BrokerChoice::Mock => Self::mock(),
             BrokerChoice::Local => Self::local(),
+            BrokerChoice::Cluster => Self::cluster_env(),
             BrokerChoice::Docker => Self::docker(),
             BrokerChoice::External(bootstrap) => Self::external(bootstrap),
         }
@@ -271,6 +283,33 @@ impl KafkaTestEnv {
             BrokerKind::Local { bootstrap },
             Backend::Remote,
         ))
+    }
+
+    /// The three-node Apache Kafka cluster started by `cargo xtask kafka
+    /// start --nodes 3`; [`cluster`](Self::cluster) then controls its nodes.
+    ///
+    /// # Errors
+    ///
+    /// [`TestEnvError::ClusterNotRunning`] when its `cluster.json` is missing
+    /// or unreadable, or no node accepts connections.
+    pub fn cluster_env() -> Result<Self, TestEnvError> {
+        let spec = cluster::discover()?;
+        Ok(Self::with_backend(
+            BrokerKind::Cluster {
+                bootstrap: spec.bootstrap.clone(),
+            },
+            Backend::Cluster(spec),
+        ))
+    }
+
+    /// Control over the nodes of the three-node cluster, when this env is
+    /// on it (`KAFKA_TEST_BROKER=cluster`); `None` for every other broker,
+    /// so that a cluster test can say so and return.
+    pub fn cluster(&self) -> Option<KafkaCluster<'_>> {
+        match &self.backend {
+            Backend::Cluster(spec) => Some(KafkaCluster::new(self, spec)),
+            _ => None,
+        }
     }
 
     /// The secured listeners of this env's broker: only the local Apache
@@ -382,8 +421,9 @@ impl KafkaTestEnv {
         unique_name(prefix)
     }
 
-    /// Creates a topic with replication factor 1 and waits (up to 30 s) until
-    /// the broker's metadata shows all its partitions with a leader.
+    /// Creates a topic with replication factor 1 (3 on the cluster) and waits
+    /// (up to 30 s) until the broker's metadata shows all its partitions with
+    /// a leader.
     ///
     /// A topic that already exists with the same partition count is fine. On
     /// the mock cluster, which has no CreateTopics API, the topic is created
@@ -396,6 +436,20 @@ impl KafkaTestEnv {
     /// [`TestEnvError::PartitionCountMismatch`] when it exists with another
     /// partition count, [`TestEnvError::TopicNotReady`] after the wait.
     pub fn create_topic(&self, name: &str, partitions: i32) -> Result<(), TestEnvError> {
+        let replication = match &self.backend {
+            Backend::Cluster(spec) => spec.replication_factor(),
+            _ => 1,
+        };
+        self.create_topic_replicated(name, partitions, TopicReplication::Fixed(replication))
+    }
+
+    /// [`create_topic`](Self::create_topic) with `replication`.
+    pub(crate) fn create_topic_replicated(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication: TopicReplication<'_>,
+    ) -> Result<(), TestEnvError> {
         validate_topic_name(name)?;
         if partitions < 1 {
             return Err(TestEnvError::InvalidArgument {
@@ -404,7 +458,7 @@ impl KafkaTestEnv {
         }
         let already_existed = match &self.backend {
             Backend::Mock(mock) => mock.create_topic(name, partitions)?,
-            _ => self.admin()?.create(name, partitions)?,
+            _ => self.admin()?.create(name, partitions, replication)?,
         };
         self.admin()?
             .wait_until_ready(name, partitions, already_existed)?;
@@ -457,9 +511,13 @@ impl KafkaTestEnv {
     /// input order.
     ///
     /// The env's producer uses `acks=all`, `linger.ms=5`, no idempotence and
-    /// `message.timeout.ms=30000`. Records without an explicit partition go
-    /// through librdkafka's default partitioner (key hash). Create the topic
-    /// first ([`create_topic`](Self::create_topic)).
+    /// `message.timeout.ms=30000`. On the cluster it is idempotent, so that
+    /// a retry across a leader change writes no duplicate; a retried record
+    /// the broker had already written is then reported delivered at offset
+    /// -1 (librdkafka's `DUPLICATE_SEQUENCE_NUMBER` handling). Records
+    /// without an explicit partition go through librdkafka's default
+    /// partitioner (key hash). Create the topic first
+    /// ([`create_topic`](Self::create_topic)).
     ///
     /// # Errors
     ///
@@ -565,9 +623,10 @@ impl KafkaTestEnv {
             return Ok(producer);
         }
         let mut config = self.client_config();
+        let idempotence = matches!(self.backend, Backend::Cluster(_));
         config
             .set("acks", "all")
-            .set("enable.idempotence", "false")
+            .set("enable.idempotence", idempotence.to_string())
             .set("linger.ms", "5")
             .set(
                 "message.timeout.ms",
@@ -584,7 +643,7 @@ impl KafkaTestEnv {
         Ok(self.producer.get_or_init(move || producer))
     }
 
-    fn admin(&self) -> Result<&TopicAdmin, TestEnvError> {
+    pub(crate) fn admin(&self) -> Result<&TopicAdmin, TestEnvError> {
         if let Some(admin) = self.admin.get() {
             return Ok(admin);
         }
@@ -671,6 +730,8 @@ mod tests {
         assert_send_sync::<TestRecord>();
         assert_send_sync::<ProducedRecord>();
         assert_send_sync::<SecuredBroker>();
+        assert_send_sync::<KafkaCluster<'static>>();
+        assert_send_sync::<NodeOutage<'static>>();
     }
 
     #[test]
@@ -729,6 +790,18 @@ mod tests {
                 }
             ),
             "{error}"
+        );
+    }
+
+    #[test]
+    fn only_the_cluster_env_controls_nodes() {
+        let env = KafkaTestEnv::external("127.0.0.1:1").expect("external env needs no broker");
+        assert!(env.cluster().is_none());
+        let env = KafkaTestEnv::mock().expect("mock cluster starts");
+        assert!(env.cluster().is_none());
+        assert_eq!(
+            BrokerChoice::parse("cluster").expect("a keyword"),
+            BrokerChoice::Cluster
         );
     }
 

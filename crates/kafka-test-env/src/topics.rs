@@ -120,15 +120,20 @@ impl TopicAdmin {
             .request_timeout(Some(ADMIN_OPERATION_TIMEOUT))
     }
 
-    /// Creates a topic with replication factor 1; returns whether it already
+    /// Creates a topic with `replication`; returns whether it already
     /// existed.
-    pub(crate) fn create(&self, topic: &str, partitions: i32) -> Result<bool, TestEnvError> {
+    pub(crate) fn create(
+        &self,
+        topic: &str,
+        partitions: i32,
+        replication: TopicReplication<'_>,
+    ) -> Result<bool, TestEnvError> {
         let create_error = |reason: String| TestEnvError::CreateTopic {
             topic: topic.to_owned(),
             partitions,
             reason,
         };
-        let new_topic = NewTopic::new(topic, partitions, TopicReplication::Fixed(1));
+        let new_topic = NewTopic::new(topic, partitions, replication);
         let results = block_on(self.client.create_topics([&new_topic], &Self::options()))
             .map_err(|error| create_error(error.to_string()))?;
         match results.into_iter().next() {
@@ -140,6 +145,16 @@ impl TopicAdmin {
             Some(Err((_, code))) => Err(create_error(format!("the broker answered {code}"))),
             None => Err(create_error("the broker sent no result".to_owned())),
         }
+    }
+
+    /// A metadata request for `topic` (or every topic), through the admin
+    /// client's connections.
+    pub(crate) fn metadata(
+        &self,
+        topic: Option<&str>,
+        timeout: Duration,
+    ) -> Result<Metadata, KafkaError> {
+        self.client.inner().fetch_metadata(topic, timeout)
     }
 
     /// Deletes a topic; a topic that does not exist is not an error.
