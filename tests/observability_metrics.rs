@@ -189,7 +189,7 @@ async fn lag_counters_and_health_follow_what_was_read(implementation: Implementa
     let mut handed_out = READ;
     let expected_lag = |handed_out: usize| (PRODUCED - handed_out) as f64;
     let deadline = Instant::now() + PATIENCE;
-    let samples = loop {
+    loop {
         if implementation != Implementation::Fast(ConsumerTier::Dedicated) {
             // Polls librdkafka (serving its statistics); what the stream
             // still held is handed out and counted.
@@ -206,7 +206,7 @@ async fn lag_counters_and_health_follow_what_was_read(implementation: Implementa
         let lag = sum(&samples, metric_names::LAG, &[("topic", &topic)]);
         let committed_lag = sum(&samples, metric_names::COMMITTED_LAG, &[("topic", &topic)]);
         if lag == expected_lag(handed_out) && committed_lag == expected_lag(READ) {
-            break samples;
+            break;
         }
         assert!(
             Instant::now() < deadline,
@@ -215,7 +215,7 @@ async fn lag_counters_and_health_follow_what_was_read(implementation: Implementa
             expected_lag(handed_out),
             expected_lag(READ)
         );
-    };
+    }
     match implementation {
         Implementation::Fast(ConsumerTier::Buffered { batch_size }) => {
             assert!(handed_out < READ + batch_size, "{handed_out} handed out");
@@ -226,6 +226,46 @@ async fn lag_counters_and_health_follow_what_was_read(implementation: Implementa
         ),
     }
 
+    let health = consumer.health();
+    assert!(
+        health.subscribed && health.joined && health.assigned_partitions == 1,
+        "{implementation:?}: {health:?}"
+    );
+    assert_eq!(
+        health.lag,
+        Some(PRODUCED as i64 - handed_out as i64),
+        "{health:?}"
+    );
+    assert!(
+        health
+            .since_last_message
+            .is_some_and(|since| since < PATIENCE),
+        "{health:?}"
+    );
+    assert!(
+        health.since_last_poll.is_some_and(|since| since < PATIENCE),
+        "{health:?}"
+    );
+    assert_eq!(health.liveness(), Ok(()), "{implementation:?}: {health:?}");
+    assert_eq!(health.readiness(), Ok(()), "{implementation:?}: {health:?}");
+    if implementation != Implementation::Fast(ConsumerTier::Dedicated) {
+        // The stream is no longer polled: a tight probe sees it stop. The
+        // Dedicated tier's thread goes on polling by itself.
+        tokio::time::sleep(Duration::from_millis(1_500)).await;
+        let stopped = consumer.health();
+        let status = stopped.check(&HealthThresholds::new(
+            Duration::from_secs(1),
+            Duration::from_secs(3_600),
+        ));
+        assert!(
+            !status.live,
+            "{implementation:?}: not polled for 1.5 s: {stopped:?} {status:?}"
+        );
+    }
+    // Dropped: its meter hands the message and byte counts over (a busy
+    // stream hands them over every 256 messages and whenever it waits).
+    drop(stream);
+    let samples = samples(&group);
     let tier = tier_label(implementation);
     // Every sample carries the common labels, and only known names.
     for sample in &samples {
@@ -288,43 +328,6 @@ async fn lag_counters_and_health_follow_what_was_read(implementation: Implementa
         );
     }
 
-    let health = consumer.health();
-    assert!(
-        health.subscribed && health.joined && health.assigned_partitions == 1,
-        "{implementation:?}: {health:?}"
-    );
-    assert_eq!(
-        health.lag,
-        Some(PRODUCED as i64 - handed_out as i64),
-        "{health:?}"
-    );
-    assert!(
-        health
-            .since_last_message
-            .is_some_and(|since| since < PATIENCE),
-        "{health:?}"
-    );
-    assert!(
-        health.since_last_poll.is_some_and(|since| since < PATIENCE),
-        "{health:?}"
-    );
-    assert_eq!(health.liveness(), Ok(()), "{implementation:?}: {health:?}");
-    assert_eq!(health.readiness(), Ok(()), "{implementation:?}: {health:?}");
-    if implementation != Implementation::Fast(ConsumerTier::Dedicated) {
-        // The stream is no longer polled: a tight probe sees it stop. The
-        // Dedicated tier's thread goes on polling by itself.
-        tokio::time::sleep(Duration::from_millis(1_500)).await;
-        let stopped = consumer.health();
-        let status = stopped.check(&HealthThresholds::new(
-            Duration::from_secs(1),
-            Duration::from_secs(3_600),
-        ));
-        assert!(
-            !status.live,
-            "{implementation:?}: not polled for 1.5 s: {stopped:?} {status:?}"
-        );
-    }
-    drop(stream);
     let report = consumer.close(Duration::from_secs(10)).await;
     assert!(report.commit.is_ok(), "{implementation:?}: {report:?}");
 }
@@ -363,6 +366,7 @@ async fn deserialization_errors_are_counted(implementation: Implementation) {
         }
     }
     assert_eq!(errors, 1);
+    drop(stream);
     let samples = samples(&group);
     assert_eq!(
         sum(&samples, metric_names::MESSAGES, &[("topic", &topic)]),
@@ -381,7 +385,6 @@ async fn deserialization_errors_are_counted(implementation: Implementation) {
         1.0,
         "{implementation:?}: {samples:#?}"
     );
-    drop(stream);
     let report = consumer.close(Duration::from_secs(10)).await;
     assert!(report.commit.is_ok(), "{implementation:?}: {report:?}");
 }

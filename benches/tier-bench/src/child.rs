@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use consumer_api::{
     AutoOffsetReset, BytesSerde, ConsumerConfig, ConsumerError, ConsumerTier, JsonSerde,
-    KafkaStreamConsumer, Message, Serde, StringSerde,
+    KafkaStreamConsumer, Message, MetricsConfig, Serde, StringSerde,
 };
 use consumer_fast::{Consumer as FastConsumer, TieredConsumer};
 use futures_util::{Stream, StreamExt};
@@ -291,6 +291,32 @@ where
             })
             .await
         }
+        Contender::StandardMetrics => {
+            // The recorder first: the consumer registers its counters with
+            // whichever recorder is installed when it first records.
+            let recorder = metrics_exporter_prometheus::PrometheusBuilder::new()
+                .install_recorder()
+                .context("installing the Prometheus recorder")?;
+            let consumer = fast(config.with_metrics(MetricsConfig::default()), value_serde)?;
+            let measured = execute(&rd(consumer.base()), task, &mut job, || {
+                Ok(StreamDriver(consumer.stream()))
+            })
+            .await?;
+            // After the clock: render once, as a scrape would, and check
+            // that the metrics were really recorded.
+            let exposition = recorder.render();
+            let counted = counter_sum(&exposition, consumer_fast::metric_names::MESSAGES);
+            if counted < measured.messages as f64 {
+                bail!(
+                    "the recorder counted {counted} messages of the {} read \
+                     ({} lines rendered)",
+                    measured.messages,
+                    exposition.lines().count()
+                );
+            }
+            black_box(exposition);
+            Ok(measured)
+        }
         Contender::Buffered(batch_size) => {
             let consumer = fast(config, value_serde)?;
             execute(&rd(consumer.base()), task, &mut job, || {
@@ -361,6 +387,19 @@ where
             bail!("the process contenders run concurrent tasks only")
         }
     }
+}
+
+/// The sum of a counter's samples (every label set) in a Prometheus text
+/// exposition.
+fn counter_sum(exposition: &str, name: &str) -> f64 {
+    exposition
+        .lines()
+        .filter(|line| {
+            line.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with(['{', ' ']))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 /// The kcat contender: `kcat -C -G` reads the backlog in a process of its
@@ -903,5 +942,26 @@ where
                 }
             },
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_sum;
+
+    #[test]
+    fn counter_sum_adds_every_label_set_of_one_counter() {
+        let exposition = "\
+# TYPE kafka_consumer_messages_total counter
+kafka_consumer_messages_total{topic=\"t\",partition=\"0\"} 3
+kafka_consumer_messages_total{topic=\"t\",partition=\"1\"} 4
+kafka_consumer_messages_total_other 100
+kafka_consumer_bytes_total{topic=\"t\",partition=\"0\"} 50
+";
+        assert_eq!(
+            counter_sum(exposition, "kafka_consumer_messages_total"),
+            7.0
+        );
+        assert_eq!(counter_sum(exposition, "kafka_consumer_lag"), 0.0);
     }
 }

@@ -20,8 +20,8 @@ usage: tier-bench [--quick] [--brokers HOST:PORT [--broker-name TEXT]] [--reps N
   --only LIST           run only these scenarios: drain, backlog, processing, latency, idle,
                         concurrent
   --contenders LIST     run only these contenders: raw, rawconvert, rdstream, legacy,
-                        standard, standard-noheaders, buffered32, buffered128,
-                        dedicated, batches256, dedicated-batches256, dyn,
+                        standard, standard-noheaders, standard-metrics, buffered32,
+                        buffered128, dedicated, batches256, dedicated-batches256, dyn,
                         java-cold, java-warm, kcat, process-{partition,key,unordered}-{100,1000}
                         (the default is all of them; the Java ones need
                         --java-classpath and a real broker; the process ones run in

@@ -35,6 +35,11 @@ pub(crate) enum Contender {
     /// costs (librdkafka parses each record's header section, allocating
     /// even when it is empty). Drain and backlog only.
     StandardNoHeaders,
+    /// The Standard tier with metrics on (`ConsumerConfig::with_metrics`),
+    /// recording into `metrics-exporter-prometheus`'s recorder, installed
+    /// in the child before the consumer is built and rendered once after
+    /// the clock stops: what metrics cost. Drain and backlog only.
+    StandardMetrics,
     /// `consumer_fast::Consumer::buffered_stream(n)`: the Buffered tier.
     Buffered(usize),
     /// `consumer_fast::Consumer::dedicated_stream()`: the Dedicated tier.
@@ -121,6 +126,7 @@ impl Contender {
             Contender::Legacy,
             Contender::Standard,
             Contender::StandardNoHeaders,
+            Contender::StandardMetrics,
             Contender::Buffered(32),
             Contender::Buffered(128),
             Contender::Dedicated,
@@ -154,6 +160,7 @@ impl Contender {
             Contender::Legacy => "legacy".to_owned(),
             Contender::Standard => "standard".to_owned(),
             Contender::StandardNoHeaders => "standard-noheaders".to_owned(),
+            Contender::StandardMetrics => "standard-metrics".to_owned(),
             Contender::Buffered(n) => format!("buffered{n}"),
             Contender::Dedicated => "dedicated".to_owned(),
             Contender::Batches(n) => format!("batches{n}"),
@@ -185,6 +192,7 @@ impl Contender {
             Contender::Legacy => "legacy KafkaConsumer".to_owned(),
             Contender::Standard => "fast Standard".to_owned(),
             Contender::StandardNoHeaders => "fast Standard, no headers".to_owned(),
+            Contender::StandardMetrics => "fast Standard, metrics on".to_owned(),
             Contender::Buffered(n) => format!("fast Buffered({n})"),
             Contender::Dedicated => "fast Dedicated".to_owned(),
             Contender::Batches(n) => format!("fast batches({n})"),
@@ -224,7 +232,7 @@ impl Contender {
             Contender::Process { .. } => false,
             Contender::RawFromKafka => scenario == Scenario::Drain,
             Contender::Legacy => scenario != Scenario::Drain,
-            Contender::StandardNoHeaders => {
+            Contender::StandardNoHeaders | Contender::StandardMetrics => {
                 matches!(scenario, Scenario::Drain | Scenario::Backlog)
             }
             Contender::Java { .. } | Contender::Kcat => scenario == Scenario::Backlog,
@@ -301,6 +309,19 @@ mod tests {
             }
         }
         assert!(Contender::Standard.runs_in(Scenario::Backlog));
+    }
+
+    #[test]
+    fn the_metrics_contender_runs_in_drain_and_backlog_only() {
+        let metrics = Contender::parse("standard-metrics").ok();
+        assert_eq!(metrics, Some(Contender::StandardMetrics));
+        assert!(Contender::StandardMetrics.is_ours());
+        for scenario in Scenario::ALL {
+            assert_eq!(
+                Contender::StandardMetrics.runs_in(scenario),
+                matches!(scenario, Scenario::Drain | Scenario::Backlog)
+            );
+        }
     }
 
     #[test]

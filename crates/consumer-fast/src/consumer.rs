@@ -474,7 +474,12 @@ impl<K, V> Consumer<K, V> {
             }
             while let Some(polled) = ready.pop_front() {
                 let mut meter = self.lock_blocking_meter();
-                if let Some(result) = self.hand_out(polled, meter.as_mut()) {
+                let handed_out = self.hand_out(polled, meter.as_mut());
+                // A blocking call hands out one message: counted at once.
+                if let Some(meter) = meter.as_mut() {
+                    meter.flush();
+                }
+                if let Some(result) = handed_out {
                     return result;
                 }
             }
@@ -532,10 +537,13 @@ impl<K, V> Consumer<K, V> {
         let mut ready = VecDeque::with_capacity(1);
         while let Refill::Took(_) = self.refill(&mut ready, 1) {
             let mut meter = self.lock_blocking_meter();
-            if let Some(result) = ready
+            let handed_out = ready
                 .pop_front()
-                .and_then(|polled| self.hand_out(polled, meter.as_mut()))
-            {
+                .and_then(|polled| self.hand_out(polled, meter.as_mut()));
+            if let Some(meter) = meter.as_mut() {
+                meter.flush();
+            }
+            if let Some(result) = handed_out {
                 return result.map(Some);
             }
         }

@@ -427,6 +427,9 @@ impl<K: 'static, V: 'static> DedicatedKafkaStream<K, V> {
                 }
                 Poll::Pending => {
                     this.consumer.store_recorded_offsets();
+                    if let Some(meter) = &mut this.meter {
+                        meter.flush();
+                    }
                     return Poll::Pending;
                 }
             }

@@ -94,6 +94,9 @@ impl<'a, K, V> PolledStream<'a, K, V> {
                 Refill::Empty | Refill::Seeking => {
                     // Idle: let auto-commit and close see what was handed out.
                     self.consumer.store_recorded_offsets();
+                    if let Some(meter) = &mut self.meter {
+                        meter.flush();
+                    }
                     return Poll::Pending;
                 }
             }

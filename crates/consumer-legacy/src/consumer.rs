@@ -569,6 +569,7 @@ where
                         .as_mut()
                     {
                         meter.deserialize_error(topic, *partition, *part, raw.len());
+                        meter.flush();
                     }
                 }
                 fresh
@@ -635,6 +636,9 @@ where
             }
             _ => meter.record(record.topic(), record.partition(), bytes),
         }
+        // The legacy streams share this meter and keep no state of their
+        // own to flush it from: counted at once.
+        meter.flush();
     }
 
     /// Moves to the fast consumer (the plan's Phase 6): commits the offsets of

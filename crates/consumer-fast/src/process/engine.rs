@@ -468,6 +468,11 @@ impl<K: Send + 'static, V: Send + 'static> Engine<K, V> {
                 }
             }
         }
+        if took > 0
+            && let Some(meter) = self.lock().meter.as_mut()
+        {
+            meter.flush();
+        }
         took
     }
 
