@@ -799,10 +799,13 @@ impl ConsumerConfig {
     fn redact_kafka_error(&self, error: KafkaError) -> KafkaError {
         match crate::error::redact_kafka_error(error) {
             KafkaError::ClientConfig(code, reason, property, value) => {
-                // A property librdkafka does not know may hold anything: a
-                // Java client's `sasl.jaas.config` with its password, a
-                // misspelt `sasl.pasword`. Its value is never shown.
-                let value = if code == rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN {
+                // A property librdkafka does not know may be a misspelt
+                // secret (`sasl.pasword`) or another client's (the Java
+                // client's `sasl.jaas.config`): its value is shown only when
+                // its name says nothing of credentials (`fetch.tunrbo=1`).
+                let value = if code == rdkafka::types::RDKafkaConfRes::RD_KAFKA_CONF_UNKNOWN
+                    && may_name_a_credential(&property)
+                {
                     REDACTED.to_owned()
                 } else {
                     self.redact(&value)
@@ -813,6 +816,18 @@ impl ConsumerConfig {
             other => other,
         }
     }
+}
+
+/// Whether an unknown property's name may be a credential's, misspelt or
+/// another client's: it mentions SASL, a password, a secret, a key, a token,
+/// a credential or authentication (ignoring ASCII case).
+fn may_name_a_credential(property: &str) -> bool {
+    let name = property.to_ascii_lowercase();
+    [
+        "sasl", "pass", "secret", "key", "jaas", "token", "cred", "auth",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
 }
 
 /// `text` with every occurrence of the secret `value` replaced by
@@ -937,7 +952,8 @@ mod tests {
 
     /// Found by the review of the secrets change: librdkafka quoted the
     /// value of a property it does not know, and these names are not
-    /// secret by the list or the name rule. Before the fix:
+    /// secret by the list or the name rule (a typo such as `fetch.tunrbo`
+    /// still shows its value: `reliability_bad_input`). Before the fix:
     /// `Invalid value "x sasl.pasword=hunter2 x" for sasl.pasword`.
     #[test]
     fn an_unknown_property_never_shows_its_value() {
