@@ -750,16 +750,43 @@ impl ConsumerConfig {
     {
         self.client_config()?
             .create_with_context(context)
-            .map_err(|error| match self.redact_kafka_error(error) {
-                KafkaError::ClientConfig(_, reason, property, value) => {
-                    ConsumerError::Config(ConfigError::Invalid {
-                        field: property,
-                        value,
-                        reason,
-                    })
-                }
-                other => ConsumerError::from(other),
-            })
+            .map_err(|error| self.client_error(error))
+    }
+
+    /// The error librdkafka gave when creating a client from this
+    /// configuration (or from properties taken from it, such as a
+    /// dead-letter producer's), as [`create_with_context`](Self::create_with_context)
+    /// reports it: a refused property as [`ConfigError::Invalid`] naming it,
+    /// anything else as [`ConsumerError::Kafka`], the value of every secret
+    /// property redacted (see [`redact`](Self::redact)).
+    ///
+    /// ```
+    /// use consumer_api::{ConsumerConfig, REDACTED};
+    /// use rdkafka::ClientConfig;
+    /// use rdkafka::producer::FutureProducer;
+    ///
+    /// let config = ConsumerConfig::new("localhost:9092", "billing")
+    ///     .with_extra("ssl.my.secret", "hunter2");
+    /// let refused = ClientConfig::new()
+    ///     .set("ssl.my.secret", "hunter2")
+    ///     .create::<FutureProducer>()
+    ///     .err()
+    ///     .expect("librdkafka does not know the property");
+    /// let error = config.client_error(refused);
+    /// assert!(error.to_string().contains(REDACTED));
+    /// assert!(!error.to_string().contains("hunter2"));
+    /// ```
+    pub fn client_error(&self, error: KafkaError) -> ConsumerError {
+        match self.redact_kafka_error(error) {
+            KafkaError::ClientConfig(_, reason, property, value) => {
+                ConsumerError::Config(ConfigError::Invalid {
+                    field: property,
+                    value,
+                    reason,
+                })
+            }
+            other => ConsumerError::from(other),
+        }
     }
 
     /// `text` with the value of every secret `extra` property of this

@@ -124,7 +124,9 @@ impl DeadLetterTopic {
                 client.set(property, value);
             }
         }
-        let producer: FutureProducer = client.create()?;
+        let producer: FutureProducer = client
+            .create()
+            .map_err(|error| config.client_error(error))?;
         let suffix = config
             .processing
             .as_ref()
@@ -217,5 +219,31 @@ impl DeadLetterHook for DeadLetterTopic {
                 .into()),
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the review of the secrets change: the dead-letter producer's
+    /// creation error was converted as librdkafka wrote it, without the
+    /// consumer configuration's redaction, so a secret value quoted under
+    /// another property (a password pasted into the wrong one) showed.
+    /// Before the fix: `Client config error: No such configuration property:
+    /// "ssl.bogus.location" ssl.bogus.location s3cr3t-dead-letter`.
+    #[test]
+    fn a_refused_producer_property_never_shows_a_secret() {
+        const SECRET: &str = "s3cr3t-dead-letter";
+        let config = ConsumerConfig::new("127.0.0.1:1", "g")
+            .with_extra("sasl.password", SECRET)
+            .with_extra("ssl.bogus.location", SECRET);
+        let Err(error) = DeadLetterTopic::for_consumer(&config) else {
+            panic!("librdkafka does not know the property");
+        };
+        for shown in [error.to_string(), format!("{error:?}")] {
+            assert!(!shown.contains(SECRET), "{shown}");
+            assert!(shown.contains("ssl.bogus.location"), "{shown}");
+        }
     }
 }
